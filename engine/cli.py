@@ -1,0 +1,191 @@
+"""`python -m engine ...`: the command line the add-on, batch scripts and farms share.
+
+    python -m engine stylize INPUT --style painting.jpg --out DIR [options]
+    python -m engine stylize --job job.json          (the add-on writes the job file)
+    python -m engine evaluate INPUT DIR [--json]
+    python -m engine preview INPUT DIR --gif side_by_side.gif --sheet sheet.png
+    python -m engine check [--json]
+
+Exit status: 0 done, 2 bad input (the message says which file or frame and what to do),
+1 an unexpected failure (a traceback, please report it), 130 interrupted (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from .defaults import PRESETS, Settings, StyleImage
+from .errors import FlowstyleError
+from .progress import Progress
+
+
+def _style(text: str) -> StyleImage:
+    """'painting.jpg' or 'painting.jpg:0.5' -> StyleImage (a Windows drive 'C:\\' is no weight)."""
+    path, sep, weight = text.rpartition(":")
+    if sep and path and not weight.startswith(("\\", "/")):
+        try:
+            return StyleImage(path, float(weight))
+        except ValueError:
+            pass
+    return StyleImage(text, 1.0)
+
+
+def _frames(text: str) -> tuple[int, int]:
+    try:
+        start, _, end = text.partition(":")
+        return int(start), int(end or start)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--frames wants START:END, e.g. 1:48, not {text!r}") from None
+
+
+def _add_stylize(sub: Any) -> None:
+    p = sub.add_parser("stylize", help="stylize a sequence (EXR folder or pattern, images, video)")
+    p.add_argument("input", nargs="?", help="folder, pattern (render_####.exr) or video file")
+    p.add_argument("--out", help="output folder (created if missing)")
+    p.add_argument("--job", help="a JSON job file (keys as the options; options given here win)")
+    p.add_argument("--style", action="append", type=_style, metavar="PATH[:WEIGHT]",
+                   help="style image, repeat to blend several")
+    p.add_argument("--preset", choices=sorted(PRESETS))
+    p.add_argument("--style-strength", type=float, help="multiplies the style weight (default 1)")
+    p.add_argument("--temporal-strength", type=float,
+                   help="multiplies the temporal weight; 0 = independent frames (default 1)")
+    p.add_argument("--flow", choices=["auto", "vectors", "estimated"])
+    p.add_argument("--no-depth", action="store_true", help="ignore the Depth pass")
+    p.add_argument("--frames", type=_frames, metavar="START:END", help="inclusive frame range")
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"])
+    p.add_argument("--weights", help="caffe (embedded, default), torchvision, or a file path")
+    p.add_argument("--allow-download", action="store_true",
+                   help="allow downloading torchvision's weights (~548 MB) if not cached")
+    p.add_argument("--optimizer", choices=["lbfgs", "adam"])
+    p.add_argument("--seed", type=int)
+    p.add_argument("--iterations", type=int, help="iterations per later frame (overrides preset)")
+    p.add_argument("--first-iterations", type=int, help="iterations for the first frame")
+    p.add_argument("--height", type=int, help="working height in px (0 = full size)")
+    p.add_argument("--progress", choices=["auto", "bar", "lines", "jsonl", "none"], default="auto")
+
+
+def settings_from(args: argparse.Namespace) -> tuple[Settings, str, str, bool]:
+    """Merge a job file and command-line options into (settings, input, out, allow_download)."""
+    job: dict[str, Any] = {}
+    if args.job:
+        try:
+            with open(args.job, encoding="utf-8") as f:
+                job = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise FlowstyleError(f"{args.job}: cannot read the job file ({exc}).") from exc
+    s = Settings()
+    fields = {"preset", "style_strength", "temporal_strength", "flow", "use_depth", "device",
+              "precision", "weights", "optimizer", "seed", "iterations", "first_iterations",
+              "height", "content_weight", "style_weight", "tv_weight", "temporal_weight",
+              "style_scale", "long_term"}
+    for key, value in job.items():
+        if key in fields and value is not None:
+            setattr(s, key, tuple(value) if key == "long_term" else value)
+    if "styles" in job:
+        s.styles = [StyleImage(str(st["path"]), float(st.get("weight", 1.0))) for st in job["styles"]]
+    if job.get("frames"):
+        s.frames = (int(job["frames"][0]), int(job["frames"][1]))
+    for key in fields:
+        value = getattr(args, key, None)
+        if value is not None:
+            setattr(s, key, value)
+    if args.style:
+        s.styles = args.style
+    if args.no_depth:
+        s.use_depth = False
+    if args.frames:
+        s.frames = args.frames
+    input_path = args.input or job.get("input")
+    out = args.out or job.get("out")
+    if not input_path:
+        raise FlowstyleError("no input: give a folder, pattern or video (or 'input' in the job file).")
+    if not out:
+        raise FlowstyleError("no output folder: pass --out DIR (or 'out' in the job file).")
+    return s, input_path, out, bool(args.allow_download or job.get("allow_download"))
+
+
+def _stylize(args: argparse.Namespace) -> int:
+    progress = Progress(args.progress)
+    try:
+        settings, input_path, out, allow_download = settings_from(args)
+        from .run import SequenceRun  # torch import: after argument errors are reported
+        SequenceRun(input_path, out, settings, progress, allow_download).run()
+    except FlowstyleError as exc:
+        progress.error(str(exc))
+        return 2
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate
+    report = evaluate(args.input, args.output, height=args.height, device=args.device)
+    text = json.dumps(report, indent=None if args.json else 2)
+    if args.report:
+        with open(args.report, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+    print(text)
+    return 0
+
+
+def _preview(args: argparse.Namespace) -> int:
+    from .preview import write_previews
+    paths = write_previews(args.input, args.output, gif=args.gif, sheet=args.sheet)
+    for path in paths:
+        print(path)
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .check import check_environment
+    report = check_environment()
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for key in ("python", "torch", "device"):
+            print(f"{key}: {report[key]}")
+        print(f"weights (caffe): {'found' if report['weights']['caffe'] else 'MISSING'}")
+        for problem, fix in zip(report["problems"], report["fixes"]):
+            print(f"problem: {problem}\n  fix: {fix}")
+        print("ok" if report["ok"] else "NOT READY")
+    return 0 if report["ok"] else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_stylize(sub)
+    e = sub.add_parser("evaluate", help="temporal stability and style/content losses, as JSON")
+    e.add_argument("input", help="the input sequence (its Vector pass gives the true motion)")
+    e.add_argument("output", help="the folder of stylized frames")
+    e.add_argument("--height", type=int, default=None, help="working height for the VGG losses")
+    e.add_argument("--device", default="auto")
+    e.add_argument("--json", action="store_true", help="one line of JSON")
+    e.add_argument("--report", help="also write the JSON to this file")
+    v = sub.add_parser("preview", help="side-by-side GIF and contact sheet of input | output")
+    v.add_argument("input")
+    v.add_argument("output")
+    v.add_argument("--gif", help="side-by-side animation (.gif)")
+    v.add_argument("--sheet", help="contact sheet (.png)")
+    c = sub.add_parser("check", help="is this Python ready to run the engine?")
+    c.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    handlers = {"stylize": _stylize, "evaluate": _evaluate, "preview": _preview, "check": _check}
+    try:
+        return handlers[args.command](args)
+    except FlowstyleError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished frames are kept; run the same command to resume.",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Every default the engine uses, in one place, each with its unit.
+
+`Settings` is what a run is made of: the CLI, a job file from the add-on and the tests all
+build one. Settings that change the pixels go into `Settings.fingerprint()`, which every
+output frame records, so a resumed run knows which finished frames it may keep.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+# VGG19 layers (torchvision `features` indices of the ReLU after each named conv).
+# Gatys et al. 2016: content from conv4_2, style from the first ReLU of each block.
+CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
+STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
+# Ruder et al. 2016, eq. (7) and (8): thresholds of the reliability mask, in pixels².
+CONSISTENCY_RELATIVE = 0.01  # |w̃ + ŵ|² > 0.01 (|w̃|² + |ŵ|²) + 0.5 marks a disocclusion
+CONSISTENCY_ABSOLUTE = 0.5
+BOUNDARY_RELATIVE = 0.01  # |∇u|² + |∇v|² > 0.01 |ŵ|² + 0.002 marks a motion boundary
+BOUNDARY_ABSOLUTE = 0.002
+# Depth test: a pixel whose depth differs from the warped previous depth by more than this
+# fraction is a different surface (an occluder moved away), so it is not reliable.
+DEPTH_RELATIVE_TOLERANCE = 0.05
+
+# Iterations per preset: (first frame, later frames), per pyramid level's finest step.
+PRESETS: dict[str, dict[str, int]] = {
+    # Working height in px (frames larger than this are stylized at this height and
+    # upsampled), iterations for the first frame (cold start) and later frames (warm start).
+    "preview": {"height": 256, "first_iterations": 120, "iterations": 40},
+    "final": {"height": 512, "first_iterations": 300, "iterations": 120},
+}
+
+
+@dataclass
+class StyleImage:
+    """A style image and its blend weight (weights are normalised to sum to 1)."""
+
+    path: str
+    weight: float = 1.0
+
+
+@dataclass
+class Settings:
+    """One run's settings. Units are in the comments; `None` means "from the preset"."""
+
+    styles: list[StyleImage] = field(default_factory=list)
+    preset: str = "preview"
+    height: int | None = None  # working height in px; 0 = the frames' own height
+    first_iterations: int | None = None  # optimizer iterations for the first frame
+    iterations: int | None = None  # optimizer iterations for every later frame
+    # Loss weights. Display-space images in [0, 1]; VGG features of Caffe-style inputs
+    # (0-255). Content and style losses are mean squared errors of features and of Gram
+    # matrices normalised by C·H·W; their balance was tuned on the demo scene.
+    content_weight: float = 1.0
+    style_weight: float = 3.0e4
+    style_strength: float = 1.0  # multiplies style_weight (the panel's "style strength")
+    tv_weight: float = 1.0e-3  # total variation, per mean |∇x| over pixels, display units
+    temporal_weight: float = 2.0e3  # per mean masked squared error, display units
+    temporal_strength: float = 1.0  # multiplies temporal_weight; 0 = independent frames
+    long_term: tuple[int, ...] = (1, 2, 4)  # earlier frames the temporal loss looks back to
+    style_scale: float = 1.0  # style image height as a fraction of the working height
+    pyramid_levels: int = 3  # coarse-to-fine levels (each half the size of the next)
+    min_level_height: int = 64  # px: coarser levels than this are skipped
+    optimizer: str = "lbfgs"  # "lbfgs" (strong-Wolfe line search) or "adam"
+    adam_lr: float = 0.02  # display units per step
+    early_stop: float = 1e-3  # stop a level when the loss falls by less than this fraction
+    # over `early_stop_window` iterations
+    early_stop_window: int = 10
+    flow: str = "auto"  # "auto": Vector pass if present, else estimated; "vectors"; "estimated"
+    use_depth: bool = True  # use the Depth pass in the reliability mask when present
+    weights: str = "caffe"  # "caffe" (embedded), "torchvision" (download, asks first), or a path
+    device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", "cuda:1", ...
+    precision: str = "auto"  # VGG pass: "auto" (bf16 on CUDA, fp32 on CPU), "fp32", "bf16"
+    seed: int = 0
+    frames: tuple[int, int] | None = None  # inclusive frame range; None = every frame
+
+    def resolved(self) -> "Settings":
+        """A copy with preset values filled in and style weights normalised."""
+        preset = PRESETS.get(self.preset)
+        if preset is None:
+            raise ValueError(f"unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
+        s = dataclasses.replace(self)
+        s.height = preset["height"] if s.height is None else s.height
+        s.first_iterations = preset["first_iterations"] if s.first_iterations is None else s.first_iterations
+        s.iterations = preset["iterations"] if s.iterations is None else s.iterations
+        total = sum(st.weight for st in s.styles)
+        if s.styles and total > 0:
+            s.styles = [StyleImage(st.path, st.weight / total) for st in s.styles]
+        return s
+
+    def fingerprint(self, style_digests: list[str]) -> str:
+        """A short hash of everything that changes the output pixels.
+
+        style_digests: content hashes of the style images (a changed file must count even
+        when its path did not change). Device and precision are left out on purpose: a frame
+        finished on the GPU is kept when the run resumes on the CPU.
+        """
+        s = self.resolved()
+        data = dataclasses.asdict(s)
+        for key in ("device", "precision", "frames"):
+            data.pop(key)
+        data["styles"] = [(d, st.weight) for d, st in zip(style_digests, s.styles)]
+        blob = json.dumps(data, sort_keys=True, default=list).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]

@@ -1,0 +1,128 @@
+"""Measuring a result: temporal stability against the true motion, style and content loss.
+
+Warping error (Lai et al. 2018): for each pair of consecutive frames,
+    E = Σ M·(O_t − warp(O_{t−1}))² / Σ M     over pixels and channels,
+in display space [0, 1], with M the reliability mask of the true motion (the Vector
+pass) times "has alpha". The same number for the input render is its noise floor
+(sampling noise, shading changes): a stable stylization comes close to it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import torch
+
+from . import colour, defaults, exr, flow as flowlib, losses
+from .defaults import Settings, StyleImage
+from .errors import FlowstyleError
+from .estimated_flow import estimate_flow
+from .frames import open_sequence
+from .run import ATTR_SETTINGS, load_style_images, output_path, working_size
+from .stylize import Stylizer, resize, resolve_device
+from .vgg import VGGFeatures
+
+
+def _display(rgba: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    display, alpha, _ = colour.to_display(rgba)
+    return (torch.from_numpy(display).permute(2, 0, 1)[None],
+            torch.from_numpy((alpha > 0).astype(np.float32)).permute(2, 0, 1)[None])
+
+
+def recorded_settings(path: str) -> Settings:
+    """The settings a Flowstyle output frame was made with (defaults if not recorded)."""
+    raw = exr.read_attributes(path).get(ATTR_SETTINGS)
+    s = Settings()
+    if raw:
+        data = json.loads(raw)
+        for key, value in data.items():
+            if key == "styles":
+                s.styles = [StyleImage(**st) for st in value]
+            elif hasattr(s, key) and key not in ("frames",):
+                setattr(s, key, tuple(value) if isinstance(value, list) else value)
+    return s
+
+
+def evaluate(input_path: str, out_dir: str, height: int | None = None, device: str = "auto",
+             styles: list[StyleImage] | None = None) -> dict:
+    """Compare an output folder with its input sequence; returns a JSON-ready dict.
+
+    height: working height for the VGG losses (default: the run's own). styles: the
+    style images for the style loss (default: those recorded in the output frames).
+    """
+    sequence = open_sequence(input_path)
+    numbers = [n for n in sequence.numbers if os.path.isfile(output_path(out_dir, n))]
+    if not numbers:
+        raise FlowstyleError(f"{out_dir}: no stylized frames (flowstyle_####.exr) for {input_path}.")
+    settings = recorded_settings(output_path(out_dir, numbers[0]))
+    if styles:
+        settings.styles = styles
+    settings = settings.resolved()
+    use_vectors = sequence.has_vectors
+    dev = resolve_device(device)
+
+    per_pair, input_pair = [], []
+    prev = None
+    for n in numbers:
+        frame = sequence.read(n)
+        out_rgba = exr.read_rgba(output_path(out_dir, n))
+        if out_rgba.shape[:2] != frame.rgba.shape[:2]:
+            raise FlowstyleError(f"{output_path(out_dir, n)}: output is {out_rgba.shape[1]}x"
+                                 f"{out_rgba.shape[0]}, input frame {n} is {frame.rgba.shape[1]}x"
+                                 f"{frame.rgba.shape[0]}: not the output of this input.")
+        in_display, has_alpha = _display(frame.rgba)
+        out_display, _ = _display(out_rgba)
+        current = (n, frame, in_display, out_display, has_alpha)
+        if prev is not None and prev[0] == n - 1:
+            _, pframe, pin, pout, _ = prev
+            if use_vectors:
+                backward = flowlib.flows_from_vector_pass(frame.vectors)[0]
+                forward = flowlib.flows_from_vector_pass(pframe.vectors)[1]
+            else:
+                a, b = in_display[0].permute(1, 2, 0).numpy(), pin[0].permute(1, 2, 0).numpy()
+                backward, forward = estimate_flow(a, b), estimate_flow(b, a)
+            depth = prev_depth = None
+            if frame.depth is not None and pframe.depth is not None:
+                depth = torch.from_numpy(frame.depth)[None, None]
+                prev_depth = torch.from_numpy(pframe.depth)[None, None]
+            mask = flowlib.reliability_mask(backward, forward, depth, prev_depth) * has_alpha
+            per_pair.append(losses.warping_error(out_display, flowlib.warp(pout, backward), mask))
+            input_pair.append(losses.warping_error(in_display, flowlib.warp(pin, backward), mask))
+        prev = current
+
+    report: dict = {
+        "input": input_path, "output": os.path.abspath(out_dir), "frames": len(numbers),
+        "pairs": len(per_pair), "flow": "vectors" if use_vectors else "estimated",
+        "warping_error": {
+            "output": float(np.mean(per_pair)) if per_pair else None,
+            "input": float(np.mean(input_pair)) if input_pair else None,
+            "output_per_pair": [round(x, 6) for x in per_pair],
+        },
+    }
+    report.update(perceptual_losses(sequence, numbers, out_dir, settings, height, dev))
+    return report
+
+
+def perceptual_losses(sequence, numbers: list[int], out_dir: str, settings: Settings,
+                      height: int | None, device: torch.device) -> dict:
+    """Mean unweighted style and content loss of the outputs at the working size."""
+    vgg = VGGFeatures(list(defaults.CONTENT_LAYERS + defaults.STYLE_LAYERS), settings.weights)
+    images, _ = load_style_images(settings)
+    stylizer = Stylizer(settings, vgg, images, device)
+    size = working_size(sequence.height, sequence.width,
+                        settings.height if height is None else height)
+    style, content = [], []
+    with torch.no_grad():
+        for n in numbers:
+            inp, _ = _display(sequence.read(n).rgba)
+            out, _ = _display(exr.read_rgba(output_path(out_dir, n)))
+            inp, out = resize(inp.to(device), size), resize(out.to(device), size)
+            content_features = {k: v for k, v in stylizer._features(inp).items()
+                                if k in defaults.CONTENT_LAYERS}
+            terms = stylizer.losses(out, content_features, stylizer.style_grams(size), [])
+            style.append(float(terms["style"]))
+            content.append(float(terms["content"]))
+    return {"style_loss": float(np.mean(style)), "content_loss": float(np.mean(content)),
+            "loss_height": size[0], "styles": [st.path for st in settings.styles]}

@@ -1,0 +1,167 @@
+"""Optical flow as torch tensors: from Blender's Vector pass, warping, reliability masks.
+
+Convention (used everywhere in the engine): a flow is N×2×H×W in pixels at the image's
+resolution, channel 0 = dx (to the right), channel 1 = dy (DOWN, rows of a top-down
+image). `backward_flow` of frame t sends each pixel of t to where it was in t-1;
+`forward_flow` of frame t sends it to where it will be in t+1. Pixel centres are at
+integer coordinates; `warp` samples with bilinear interpolation.
+
+Blender's Vector pass (BLENDER_NOTES.md, verified on real renders; +Y points up there):
+X, Y = position at t-1 minus position at t; Z, W = position at t minus position at t+1.
+So backward = (X, -Y) and forward = (-Z, W) in our convention.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import defaults
+
+
+def flows_from_vector_pass(vector: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Blender's Vector pass (H, W, 4) -> (backward_flow, forward_flow), each 1×2×H×W."""
+    v = torch.from_numpy(np.ascontiguousarray(vector, dtype=np.float32))
+    backward = torch.stack([v[..., 0], -v[..., 1]])[None]
+    forward = torch.stack([-v[..., 2], v[..., 3]])[None]
+    return backward, forward
+
+
+def _sampling_grid(flow: torch.Tensor) -> torch.Tensor:
+    """Flow N×2×H×W (pixels) -> grid_sample grid N×H×W×2 in [-1, 1] (align_corners=True)."""
+    n, _, h, w = flow.shape
+    ys, xs = torch.meshgrid(torch.arange(h, device=flow.device, dtype=flow.dtype),
+                            torch.arange(w, device=flow.device, dtype=flow.dtype), indexing="ij")
+    x = xs + flow[:, 0]
+    y = ys + flow[:, 1]
+    # align_corners=True maps -1 and 1 to the CENTRES of the first and last pixels, which is
+    # exactly our integer-centre convention.
+    return torch.stack([2 * x / max(w - 1, 1) - 1, 2 * y / max(h - 1, 1) - 1], dim=-1)
+
+
+def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Backward-warp: out(p) = image(p + flow(p)), bilinear; outside the frame, the border.
+
+    image: N×C×H×W (any values); flow: N×2×H×W in pixels. To predict frame t from frame
+    t-1, pass frame t-1 and frame t's backward flow.
+    """
+    grid = _sampling_grid(flow)
+    return F.grid_sample(image, grid.to(image.dtype), mode="bilinear", padding_mode="border",
+                         align_corners=True)
+
+
+def inside_frame(flow: torch.Tensor) -> torch.Tensor:
+    """N×1×H×W: 1 where p + flow(p) lands inside the frame, else 0."""
+    _, _, h, w = flow.shape
+    grid = _sampling_grid(flow)
+    inside = (grid.abs() <= 1.0 + 1e-6).all(dim=-1)
+    return inside[:, None].to(flow.dtype)
+
+
+def compose(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """Chain two flows: first (a→b, on a's grid) then second (b→c, on b's grid) -> a→c."""
+    return first + warp(second, first)
+
+
+def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resample a flow to (H, W) and rescale its vectors to the new pixel units."""
+    _, _, h, w = flow.shape
+    if (h, w) == tuple(size):
+        return flow
+    out = F.interpolate(flow, size=size, mode="bilinear", align_corners=True)
+    scale = torch.tensor([(size[1] - 1) / max(w - 1, 1), (size[0] - 1) / max(h - 1, 1)],
+                         device=flow.device, dtype=flow.dtype)
+    return out * scale.view(1, 2, 1, 1)
+
+
+def consistency_mask(backward: torch.Tensor, forward_prev: torch.Tensor) -> torch.Tensor:
+    """Ruder et al. eq. (7): 1 where frame t's backward flow and frame t-1's forward flow agree.
+
+    backward: t→t-1 on t's grid (ŵ); forward_prev: t-1→t on t-1's grid (w). Where a pixel
+    of t was hidden in t-1 (disocclusion), going back and forth does not return to it.
+    Returns N×1×H×W in {0, 1}.
+    """
+    w_tilde = warp(forward_prev, backward)
+    mismatch = (w_tilde + backward).pow(2).sum(1, keepdim=True)
+    scale = w_tilde.pow(2).sum(1, keepdim=True) + backward.pow(2).sum(1, keepdim=True)
+    bad = mismatch > defaults.CONSISTENCY_RELATIVE * scale + defaults.CONSISTENCY_ABSOLUTE
+    return (~bad).to(backward.dtype)
+
+
+def motion_boundary_mask(backward: torch.Tensor) -> torch.Tensor:
+    """Ruder et al. eq. (8): 0 on motion boundaries (where the flow changes sharply), else 1."""
+    dx = F.pad(backward[..., :, 1:] - backward[..., :, :-1], (0, 1, 0, 0))
+    dy = F.pad(backward[..., 1:, :] - backward[..., :-1, :], (0, 0, 0, 1))
+    gradient = dx.pow(2).sum(1, keepdim=True) + dy.pow(2).sum(1, keepdim=True)
+    magnitude = backward.pow(2).sum(1, keepdim=True)
+    bad = gradient > defaults.BOUNDARY_RELATIVE * magnitude + defaults.BOUNDARY_ABSOLUTE
+    return (~bad).to(backward.dtype)
+
+
+def depth_mask(backward: torch.Tensor, depth: torch.Tensor, depth_prev: torch.Tensor) -> torch.Tensor:
+    """0 where frame t sees a different surface than the one the flow points to in t-1.
+
+    depth, depth_prev: N×1×H×W camera distances of frames t and t-1. A pixel whose
+    warped previous depth differs by more than DEPTH_RELATIVE_TOLERANCE was occluded in
+    t-1 (or sits on a silhouette, where bilinear sampling mixes two surfaces).
+    """
+    warped = warp(depth_prev, backward)
+    bad = (warped - depth).abs() > defaults.DEPTH_RELATIVE_TOLERANCE * depth.abs()
+    return (~bad).to(backward.dtype)
+
+
+def reliability_mask(backward: torch.Tensor, forward_prev: torch.Tensor,
+                     depth: torch.Tensor | None = None,
+                     depth_prev: torch.Tensor | None = None) -> torch.Tensor:
+    """Where frame t can trust the previous frame warped by `backward`: N×1×H×W in {0, 1}.
+
+    The product of forward–backward consistency, no motion boundary, landing inside the
+    frame, and (when depths are given) the depth test.
+    """
+    mask = (consistency_mask(backward, forward_prev) * motion_boundary_mask(backward)
+            * inside_frame(backward))
+    if depth is not None and depth_prev is not None:
+        mask = mask * depth_mask(backward, depth, depth_prev)
+    return mask
+
+
+def fill_unreliable(image: torch.Tensor, reliable: torch.Tensor, flow: torch.Tensor,
+                    steps: int = 256) -> torch.Tensor:
+    """Fill pixels where `reliable` is 0 from reliable neighbours that move alike.
+
+    image: N×C×H×W (e.g. the warped previous stylized frame); reliable: N×1×H×W in [0, 1];
+    flow: N×2×H×W, the frame's own motion. Why the motion: pixels a moving object has just
+    uncovered belong to the background, and the background moves differently from the
+    object. Plain inpainting drags the object's colours into the hole (a dark ghost
+    trailing it); weighting neighbours by motion similarity grows the background inward.
+    Each step extends the fill by one pixel; pixels with no similar neighbour at all
+    are then filled from any neighbour, and whatever remains (an image with nothing
+    reliable) with the image mean.
+    """
+    n, c, h, w = image.shape
+    known = (reliable > 0.5).to(image.dtype)
+    if bool(known.all()):
+        return image
+    value = image * known
+
+    def neighbours(t: torch.Tensor) -> torch.Tensor:
+        return F.unfold(t, 3, padding=1).view(n, t.shape[1], 9, h, w)
+
+    for use_motion in (True, False):
+        for _ in range(steps):
+            weight = neighbours(known)
+            if use_motion:
+                difference = (neighbours(flow) - flow[:, :, None]).pow(2).sum(1, keepdim=True)
+                weight = weight * torch.exp(-difference)  # 1 px of motion difference -> e^-1
+            total = weight.sum(2)
+            grow = (known == 0) & (total > 0.05)
+            if not bool(grow.any()):
+                break
+            filled = (neighbours(value) * weight).sum(2) / total.clamp_min(1e-8)
+            value = torch.where(grow, filled, value)
+            known = torch.where(grow, torch.ones_like(known), known)
+            if bool(known.all()):
+                return value
+    mean = image.mean(dim=(2, 3), keepdim=True).expand_as(image)
+    return torch.where(known > 0, value, mean)

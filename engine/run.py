@@ -1,0 +1,305 @@
+"""Stylizing a whole sequence: the loop that ties frames, flow, masks and the optimizer.
+
+For each frame in order: read it, turn it to display space, get its motion to the
+previous frames (Vector pass or estimated), build reliability masks, start from the warped
+previous result (unreliable pixels filled from the background), optimize, and write one
+RGBA EXR atomically. Every output records the run's fingerprint; a small state file per
+frame (the stylized image at working size) lets an interrupted run resume bit-exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from . import colour, defaults, exr, flow as flowlib
+from .defaults import Settings
+from .errors import FlowstyleError
+from .estimated_flow import estimate_flow
+from .frames import Sequence, open_sequence
+from .progress import Progress
+from .stylize import Stylizer, TemporalTerm, resize, resolve_device
+from .vgg import VGGFeatures
+
+OUTPUT_PATTERN = "flowstyle_{:04d}.exr"
+STATE_DIR = ".flowstyle"  # inside the output folder: per-frame state for exact resume
+ATTR_FINGERPRINT = "flowstyle.fingerprint"
+ATTR_SETTINGS = "flowstyle.settings"
+
+
+def output_path(out_dir: str, number: int) -> str:
+    return os.path.join(out_dir, OUTPUT_PATTERN.format(number))
+
+
+def state_path(out_dir: str, number: int) -> str:
+    return os.path.join(out_dir, STATE_DIR, f"state_{number:06d}.pt")
+
+
+def load_style_images(settings: Settings) -> tuple[list[tuple[torch.Tensor, float]], list[str]]:
+    """Read the style images: ([(1×3×H×W display [0, 1], weight)], content digests)."""
+    from PIL import Image
+    if not settings.styles:
+        raise FlowstyleError("no style image given: pass --style painting.jpg (or several, "
+                             "with weights: --style a.jpg:0.7 --style b.jpg:0.3).")
+    images, digests = [], []
+    for style in settings.styles:
+        try:
+            with open(style.path, "rb") as f:
+                data = f.read()
+            with Image.open(style.path) as im:
+                rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+        except FileNotFoundError:
+            raise FlowstyleError(f"{style.path}: style image not found.") from None
+        except Exception as exc:
+            raise FlowstyleError(f"{style.path}: cannot be read as an image ({exc}). Use a "
+                                 "PNG or JPG painting.") from exc
+        if min(rgb.shape[:2]) < 16:
+            raise FlowstyleError(f"{style.path}: the style image is {rgb.shape[1]}x{rgb.shape[0]} px; "
+                                 "use one at least 64 px on each side.")
+        if style.weight < 0:
+            raise FlowstyleError(f"{style.path}: style weight {style.weight} is negative.")
+        images.append((torch.from_numpy(rgb).permute(2, 0, 1)[None].contiguous(), style.weight))
+        digests.append(hashlib.sha256(data).hexdigest()[:16])
+    if sum(w for _, w in images) <= 0:
+        raise FlowstyleError("the style weights add up to 0: give at least one a positive weight.")
+    return images, digests
+
+
+def check_writable(out_dir: str) -> None:
+    """Create `out_dir` and prove a file can be written there, before any work starts."""
+    try:
+        os.makedirs(os.path.join(out_dir, STATE_DIR), exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".probe_", dir=out_dir)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as exc:
+        raise FlowstyleError(f"{out_dir}: cannot write the output folder ({exc.strerror or exc}). "
+                             "Choose another folder with --out, or fix its permissions.") from exc
+
+
+@dataclass
+class _Inputs:
+    """One frame, ready for the loop. Tensors are full resolution on the run's device."""
+
+    number: int
+    display: torch.Tensor  # 1×3×H×W display RGB [0, 1]
+    alpha: np.ndarray  # (H, W, 1)
+    excess: np.ndarray  # (H, W, 3) linear amount outside [0, 1] (colour.py)
+    vectors: np.ndarray | None
+    depth: torch.Tensor | None  # 1×1×H×W
+
+
+def working_size(height: int, width: int, working_height: int) -> tuple[int, int]:
+    """The size frames are stylized at: the frame's own if working_height is 0 or larger."""
+    if working_height <= 0 or working_height >= height:
+        return height, width
+    return working_height, max(1, round(width * working_height / height))
+
+
+class SequenceRun:
+    """One run over a sequence. `run()` does the whole thing; the parts are methods so the
+    benchmark and tests can look inside."""
+
+    def __init__(self, input_path: str, out_dir: str, settings: Settings,
+                 progress: Progress | None = None, allow_download: bool = False):
+        self.settings = settings.resolved()
+        s = self.settings
+        self.progress = progress or Progress("none")
+        self.out_dir = os.path.abspath(out_dir)
+        if s.optimizer not in ("lbfgs", "adam"):
+            raise FlowstyleError(f"unknown optimizer {s.optimizer!r}: use lbfgs or adam.")
+        if s.flow not in ("auto", "vectors", "estimated"):
+            raise FlowstyleError(f"unknown flow source {s.flow!r}: use auto, vectors or estimated.")
+        self.sequence: Sequence = open_sequence(input_path, s.frames)
+        self.use_vectors = s.flow != "estimated" and self.sequence.has_vectors
+        if s.flow == "vectors" and not self.sequence.has_vectors:
+            raise FlowstyleError(f"{self.sequence.source(self.sequence.numbers[0])}: no Vector pass, "
+                                 "but --flow vectors was asked for. Enable the Vector pass (View "
+                                 "Layer Properties > Passes, motion blur off) and render again, "
+                                 "or use --flow auto to estimate the motion.")
+        self.style_images, digests = load_style_images(s)
+        self.fingerprint = s.fingerprint(digests)
+        check_writable(self.out_dir)
+        self.device = resolve_device(s.device)
+        self.vgg = VGGFeatures(list(defaults.CONTENT_LAYERS + defaults.STYLE_LAYERS), s.weights,
+                               allow_download)
+        self.stylizer = Stylizer(s, self.vgg, self.style_images, self.device)
+        h, w = self.sequence.height, self.sequence.width
+        self.size = working_size(h, w, s.height or 0)
+        self._inputs: dict[int, _Inputs] = {}
+        self._backward: dict[int, torch.Tensor] = {}  # frame t -> flow t→t-1 (full res)
+        self._forward: dict[int, torch.Tensor] = {}  # frame t -> flow t-1→t (full res)
+        self.results: dict[int, torch.Tensor] = {}  # frame -> stylized, working size
+
+    # -- reading -----------------------------------------------------------------------
+    def inputs(self, number: int) -> _Inputs:
+        if number not in self._inputs:
+            frame = self.sequence.read(number)
+            display, alpha, excess = colour.to_display(frame.rgba)
+            depth = None
+            if frame.depth is not None and self.settings.use_depth and self.use_vectors:
+                depth = torch.from_numpy(frame.depth)[None, None].to(self.device)
+            self._inputs[number] = _Inputs(
+                number, torch.from_numpy(display).permute(2, 0, 1)[None].contiguous().to(self.device),
+                alpha, excess, frame.vectors, depth)
+            keep = max(self.settings.long_term, default=1) + 1
+            for old in [n for n in self._inputs if n < number - keep]:
+                del self._inputs[old]
+        return self._inputs[number]
+
+    def flows(self, number: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(backward flow of `number`, forward flow of number-1 toward it), full res."""
+        if number not in self._backward:
+            cur, prev = self.inputs(number), self.inputs(number - 1)
+            if self.use_vectors:
+                self._backward[number] = flowlib.flows_from_vector_pass(cur.vectors)[0].to(self.device)
+                self._forward[number] = flowlib.flows_from_vector_pass(prev.vectors)[1].to(self.device)
+            else:
+                a = cur.display[0].permute(1, 2, 0).cpu().numpy()
+                b = prev.display[0].permute(1, 2, 0).cpu().numpy()
+                self._backward[number] = estimate_flow(a, b).to(self.device)
+                self._forward[number] = estimate_flow(b, a).to(self.device)
+            keep = max(self.settings.long_term, default=1) + 1
+            for old in [n for n in self._backward if n < number - keep]:
+                del self._backward[old], self._forward[old]
+        return self._backward[number], self._forward[number]
+
+    # -- motion --------------------------------------------------------------------------
+    def temporal_terms(self, number: int) -> tuple[list[TemporalTerm], torch.Tensor | None]:
+        """Temporal terms of frame `number` and the flow to its previous frame (working size).
+
+        For each look-back j (Ruder's long-term J): the flow t→t-j composed from one-frame
+        flows, its reliability mask (with the forward flow composed the other way), and
+        the previous stylized result warped by it. Each pixel is held to the nearest
+        earlier frame that saw it: mask_j minus the masks of nearer frames, floored at 0.
+        """
+        first = self.sequence.numbers[0]
+        terms: list[TemporalTerm] = []
+        covered = None
+        backward_1 = None
+        cur = self.inputs(number)
+        for j in sorted(self.settings.long_term):
+            if number - j < first or (number - j) not in self.results:
+                continue
+            backward = self.flows(number)[0]
+            for step in range(1, j):
+                backward = flowlib.compose(backward, self.flows(number - step)[0])
+            forward = self.flows(number - j + 1)[1]
+            for step in range(j - 2, -1, -1):
+                forward = flowlib.compose(forward, self.flows(number - step)[1])
+            prev = self.inputs(number - j)
+            mask = flowlib.reliability_mask(backward, forward, cur.depth, prev.depth)
+            own = mask if covered is None else (mask - covered).clamp_min(0)
+            covered = mask if covered is None else torch.maximum(covered, mask)
+            small_flow = flowlib.resize_flow(backward, self.size)
+            if j == 1:
+                backward_1 = small_flow
+            warped = flowlib.warp(self.results[number - j], small_flow)
+            terms.append(TemporalTerm(warped, resize(own, self.size)))
+        return terms, backward_1
+
+    def initial_image(self, content: torch.Tensor, terms: list[TemporalTerm],
+                      backward_1: torch.Tensor | None) -> torch.Tensor:
+        """Warm start: the warped previous results where reliable, the rest filled from
+        neighbours that move like the pixel (the background an object uncovers)."""
+        if not terms:
+            return content
+        known = sum(t.mask for t in terms)
+        image = sum(t.mask * t.warped for t in terms) / known.clamp_min(1e-6)
+        motion = backward_1 if backward_1 is not None else torch.zeros_like(content[:, :2])
+        return flowlib.fill_unreliable(image, known, motion)
+
+    # -- resume --------------------------------------------------------------------------
+    def finished(self, number: int) -> bool:
+        path = output_path(self.out_dir, number)
+        return os.path.isfile(path) and exr.read_attributes(path).get(ATTR_FINGERPRINT) == self.fingerprint
+
+    def load_state(self, number: int) -> torch.Tensor:
+        path = state_path(self.out_dir, number)
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+            if state["fingerprint"] == self.fingerprint and tuple(state["image"].shape[-2:]) == self.size:
+                return state["image"]
+        except (OSError, KeyError, RuntimeError):
+            pass
+        # The state is gone (deleted by hand?): rebuild it, approximately, from the output.
+        self.progress.warning(f"frame {number}: no resume state in {os.path.dirname(path)}; "
+                              "continuing from the written frame (the next frames may differ "
+                              "slightly from an uninterrupted run).")
+        rgba = exr.read_rgba(output_path(self.out_dir, number))
+        display = torch.from_numpy(colour.to_display(rgba)[0]).permute(2, 0, 1)[None]
+        return resize(display.to(self.device), self.size)
+
+    def save_state(self, number: int, image: torch.Tensor) -> None:
+        path = state_path(self.out_dir, number)
+        tmp = path + ".partial"
+        torch.save({"fingerprint": self.fingerprint, "image": image.cpu()}, tmp)
+        os.replace(tmp, path)
+        keep = max(self.settings.long_term, default=1)
+        for name in os.listdir(os.path.dirname(path)):
+            if name.startswith("state_") and name.endswith(".pt") and int(name[6:12]) < number - keep:
+                os.remove(os.path.join(os.path.dirname(path), name))
+
+    # -- the loop ------------------------------------------------------------------------
+    def write(self, number: int, image: torch.Tensor) -> str:
+        cur = self.inputs(number)
+        full = resize(image, tuple(cur.display.shape[-2:])).clamp(0, 1)
+        display = full[0].permute(1, 2, 0).cpu().numpy()
+        rgba = colour.to_linear(display, cur.alpha, cur.excess)
+        settings = asdict(self.settings)
+        settings["input"] = self.sequence.source(number)
+        path = output_path(self.out_dir, number)
+        exr.write_rgba(path, rgba, {ATTR_FINGERPRINT: self.fingerprint,
+                                    ATTR_SETTINGS: json.dumps(settings, default=list)})
+        return path
+
+    def stylize_frame(self, number: int):
+        s = self.settings
+        torch.manual_seed(s.seed + number)
+        cur = self.inputs(number)
+        content = resize(cur.display, self.size)
+        independent = s.temporal_strength == 0
+        terms, backward_1 = ([], None) if independent else self.temporal_terms(number)
+        if terms:
+            init = self.initial_image(content, terms, backward_1)
+            return self.stylizer.stylize(content, init, terms, s.iterations, pyramid=False)
+        return self.stylizer.stylize(content, content, [], s.first_iterations, pyramid=True)
+
+    def run(self) -> dict:
+        numbers = self.sequence.numbers
+        resume = 0
+        while resume < len(numbers) and self.finished(numbers[resume]):
+            resume += 1
+        if resume and resume < len(numbers) and self.settings.temporal_strength != 0:
+            for j in self.settings.long_term:
+                if resume - j >= 0:
+                    self.results[numbers[resume - j]] = self.load_state(numbers[resume - j])
+        self.progress.start(len(numbers), len(numbers) - resume, self.out_dir)
+        for number in numbers[:resume]:
+            self.progress.frame_skipped(number, "resumed")
+        if not self.use_vectors and len(numbers) > 1:
+            why = "no Vector pass" if not self.sequence.has_vectors else "--flow estimated"
+            self.progress.warning(f"{self.sequence.description}: {why}; estimating optical flow "
+                                  "with OpenCV (slower and less exact than a render's Vector "
+                                  "pass: render with the Vector pass on for exact motion).")
+        started = time.perf_counter()
+        for number in numbers[resume:]:
+            image, stats = self.stylize_frame(number)
+            self.results[number] = image
+            keep = max(self.settings.long_term, default=1)
+            for old in [n for n in self.results if n < number - keep]:
+                del self.results[old]
+            self.save_state(number, image)
+            path = self.write(number, image)
+            self.progress.frame_done(number, stats.seconds, path, iterations=stats.iterations,
+                                     loss=round(stats.loss_end, 4))
+        self.progress.finished(self.out_dir)
+        return {"frames": len(numbers), "stylized": len(numbers) - resume,
+                "seconds": time.perf_counter() - started, "out": self.out_dir}

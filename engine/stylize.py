@@ -1,0 +1,234 @@
+"""Stylizing one frame: optimize an image against content, style, smoothness and time.
+
+`Stylizer` holds what stays fixed over a run (the VGG, the style Grams per working size)
+and optimizes one frame at a time. The first frame starts from its content and climbs a
+coarse-to-fine pyramid, so large frames converge and strokes keep their size relative to
+the frame. Later frames start from the warped previous result, already at the finest
+level, and need far fewer iterations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from . import defaults, losses
+from .defaults import Settings
+from .vgg import VGGFeatures
+
+
+@dataclass
+class TemporalTerm:
+    """A previous stylized frame warped into this one, where to trust it, and its weight.
+
+    warped: 1×3×H×W display space; mask: 1×1×H×W in [0, 1]; weight: relative (Ruder's
+    long-term terms share the temporal weight).
+    """
+
+    warped: torch.Tensor
+    mask: torch.Tensor
+    weight: float = 1.0
+
+
+@dataclass
+class FrameStats:
+    """What one frame's optimization did (printed by the benchmark, sent as progress)."""
+
+    iterations: int = 0  # optimizer iterations over all levels
+    evaluations: int = 0  # VGG forward+backward passes (L-BFGS's line search adds some)
+    seconds: float = 0.0
+    loss_start: float = 0.0  # total loss at the start of the finest level
+    loss_end: float = 0.0
+    terms: dict[str, float] = field(default_factory=dict)  # unweighted losses at the end
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> CUDA when present, else CPU; anything else as torch understands it."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """The dtype the VGG pass runs in, or None for plain float32.
+
+    'auto' is bfloat16 on CUDA (about twice as fast, and bf16 keeps fp32's range, so
+    activations of 0-255 inputs do not overflow as they can in fp16) and float32 on the
+    CPU, where bf16 is slower on most processors. Grams and losses stay float32 always.
+    """
+    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+        return None
+    return torch.bfloat16
+
+
+def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize N×C×H×W to (H, W): area average when shrinking, bicubic when growing."""
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    if size[0] <= image.shape[-2]:
+        return F.interpolate(image, size=size, mode="area")
+    return F.interpolate(image, size=size, mode="bicubic", align_corners=False)
+
+
+def pyramid_sizes(size: tuple[int, int], levels: int, min_height: int) -> list[tuple[int, int]]:
+    """Working sizes from coarsest to finest: each level half the next, none below min_height."""
+    h, w = size
+    sizes = [(h, w)]
+    for k in range(1, levels):
+        lh = round(h / 2 ** k)
+        if lh < min_height:
+            break
+        sizes.append((lh, max(1, round(w / 2 ** k))))
+    return sizes[::-1]
+
+
+class Stylizer:
+    """Optimizes frames toward a style. Style Grams are computed once per working size."""
+
+    def __init__(self, settings: Settings, vgg: VGGFeatures, styles: list[tuple[torch.Tensor, float]],
+                 device: torch.device):
+        """styles: (image 1×3×H×W display [0, 1], blend weight) pairs; weights sum to 1."""
+        self.settings = settings.resolved()
+        self.vgg = vgg.to(device)
+        self.styles = [(img.to(device), w) for img, w in styles]
+        self.device = device
+        self.autocast = autocast_dtype(device, self.settings.precision)
+        self._grams: dict[tuple[int, int], dict[str, torch.Tensor]] = {}
+
+    def _features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        context = (torch.autocast(self.device.type, dtype=self.autocast) if self.autocast
+                   else contextlib.nullcontext())
+        with context:
+            return self.vgg(image)
+
+    def style_grams(self, size: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """Blended target Grams for frames of `size` (cached: computed once per size)."""
+        if size not in self._grams:
+            target_height = max(16, round(size[0] * self.settings.style_scale))
+            blended: dict[str, torch.Tensor] = {}
+            with torch.no_grad():
+                for image, weight in self.styles:
+                    h, w = image.shape[-2:]
+                    scaled = resize(image, (target_height, max(16, round(w * target_height / h))))
+                    feats = self._features(scaled)
+                    for name in defaults.STYLE_LAYERS:
+                        g = losses.gram_matrix(feats[name]) * weight
+                        blended[name] = blended[name] + g if name in blended else g
+            self._grams[size] = blended
+        return self._grams[size]
+
+    def stylize(self, content: torch.Tensor, init: torch.Tensor, temporal: list[TemporalTerm],
+                iterations: int, pyramid: bool) -> tuple[torch.Tensor, FrameStats]:
+        """Optimize one frame. All images 1×3×H×W display space at the working size.
+
+        content: the frame; init: the starting image (the content itself for a first
+        frame, the warped previous result otherwise); temporal: terms for the finest level;
+        iterations: budget per level; pyramid: climb coarse-to-fine (cold start) or not.
+        Returns the stylized image, clamped to [0, 1], and statistics.
+        """
+        s = self.settings
+        stats = FrameStats()
+        start = time.perf_counter()
+        size = tuple(content.shape[-2:])
+        sizes = pyramid_sizes(size, s.pyramid_levels, s.min_level_height) if pyramid else [size]
+        image = resize(init, sizes[0])
+        for level, level_size in enumerate(sizes):
+            finest = level == len(sizes) - 1
+            image = resize(image, level_size)
+            image, level_stats = self._optimize(resize(content, level_size), image,
+                                                temporal if finest else [], iterations)
+            stats.iterations += level_stats.iterations
+            stats.evaluations += level_stats.evaluations
+            if finest:
+                stats.loss_start, stats.loss_end, stats.terms = (
+                    level_stats.loss_start, level_stats.loss_end, level_stats.terms)
+        stats.seconds = time.perf_counter() - start
+        return image.clamp(0, 1), stats
+
+    def losses(self, image: torch.Tensor, content_features: dict[str, torch.Tensor],
+               grams: dict[str, torch.Tensor], temporal: list[TemporalTerm]) -> dict[str, torch.Tensor]:
+        """Unweighted loss terms of `image` (display 1×3×H×W)."""
+        feats = self._features(image)
+        terms = {
+            "content": sum(losses.content_loss(feats[n], content_features[n])
+                           for n in defaults.CONTENT_LAYERS),
+            "style": losses.style_loss(feats, grams),
+            "tv": losses.total_variation(image),
+        }
+        if temporal:
+            terms["temporal"] = sum(t.weight * losses.temporal_loss(image, t.warped, t.mask)
+                                    for t in temporal)
+        return terms  # type: ignore[return-value]
+
+    def weighted(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        s = self.settings
+        total = (s.content_weight * terms["content"]
+                 + s.style_weight * s.style_strength * terms["style"]
+                 + s.tv_weight * terms["tv"])
+        if "temporal" in terms:
+            total = total + s.temporal_weight * s.temporal_strength * terms["temporal"]
+        return total
+
+    def _optimize(self, content: torch.Tensor, init: torch.Tensor, temporal: list[TemporalTerm],
+                  iterations: int) -> tuple[torch.Tensor, FrameStats]:
+        s = self.settings
+        with torch.no_grad():
+            feats = self._features(content)
+            content_features = {n: feats[n].detach() for n in defaults.CONTENT_LAYERS}
+        grams = self.style_grams(tuple(content.shape[-2:]))
+        image = init.detach().clone().contiguous().requires_grad_(True)
+        stats = FrameStats()
+        last_terms: dict[str, torch.Tensor] = {}
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad(set_to_none=True)
+            terms = self.losses(image, content_features, grams, temporal)
+            loss = self.weighted(terms)
+            loss.backward()
+            stats.evaluations += 1
+            last_terms.update(terms)
+            return loss
+
+        window = max(1, s.early_stop_window)
+        if s.optimizer == "lbfgs":
+            # Strong-Wolfe line search: without it L-BFGS sometimes ends a frame worse than
+            # it began (single-frame pops); with it the loss never rises, at the same cost.
+            optimizer: torch.optim.Optimizer = torch.optim.LBFGS(
+                [image], lr=1.0, max_iter=window, history_size=20, tolerance_grad=0.0,
+                tolerance_change=0.0, line_search_fn="strong_wolfe")
+        elif s.optimizer == "adam":
+            optimizer = torch.optim.Adam([image], lr=s.adam_lr)
+        else:
+            raise ValueError(f"unknown optimizer {s.optimizer!r}: use 'lbfgs' or 'adam'")
+
+        with torch.no_grad():
+            previous = float(self.weighted(self.losses(image, content_features, grams, temporal)))
+        stats.loss_start = previous
+        while stats.iterations < iterations:
+            steps = min(window, iterations - stats.iterations)
+            if s.optimizer == "lbfgs":
+                optimizer.param_groups[0]["max_iter"] = steps
+                optimizer.param_groups[0]["max_eval"] = steps * 5 // 4 + 1
+                before = optimizer.state[image].get("n_iter", 0) if optimizer.state else 0
+                optimizer.step(closure)  # type: ignore[arg-type]
+                done = optimizer.state[image]["n_iter"] - before
+                stats.iterations += max(done, 1)
+            else:
+                for _ in range(steps):
+                    optimizer.step(closure)  # type: ignore[arg-type]
+                stats.iterations += steps
+            current = float(self.weighted(last_terms).detach())
+            if not torch.isfinite(image).all():
+                raise FloatingPointError("the optimization diverged (NaN); lower the style or "
+                                         "temporal strength, or use --optimizer lbfgs")
+            converged = previous - current < s.early_stop * abs(previous)
+            previous = current
+            if converged:
+                break
+        stats.loss_end = previous
+        stats.terms = {k: float(v) for k, v in last_terms.items()}
+        return image.detach(), stats
