@@ -189,7 +189,8 @@ def build_demo_scene(*, width: int = 128, height: int = 96, frames: int = 8, sam
     return scene
 
 
-def render_multilayer_exrs(scene: bpy.types.Scene, out_dir: str, *, depth: bool = True) -> list[str]:
+def render_multilayer_exrs(scene: bpy.types.Scene, out_dir: str, *, depth: bool = True,
+                           vectors: bool = True) -> list[str]:
     """Render every frame of `scene` to `out_dir/render_####.exr` (multilayer, with vectors).
 
     Used by the demo and the tests; the add-on's own render path also restores the user's
@@ -197,7 +198,7 @@ def render_multilayer_exrs(scene: bpy.types.Scene, out_dir: str, *, depth: bool 
     """
     os.makedirs(out_dir, exist_ok=True)
     layer = scene.view_layers[0]
-    layer.use_pass_vector = True
+    layer.use_pass_vector = vectors
     layer.use_pass_z = depth
     scene.render.use_motion_blur = False
     settings = scene.render.image_settings
@@ -205,7 +206,6 @@ def render_multilayer_exrs(scene: bpy.types.Scene, out_dir: str, *, depth: bool 
     settings.file_format = "OPEN_EXR_MULTILAYER"
     settings.color_depth = "32"
     settings.exr_codec = "ZIP"
-    scene.render.filepath = os.path.join(out_dir, "render_####")
     scene.render.use_file_extension = True
     paths = []
     for frame in range(scene.frame_start, scene.frame_end + 1):
