@@ -1,0 +1,32 @@
+"""Flowstyle for Blender: flicker-free neural style transfer of rendered animation.
+
+The add-on renders the frames (with the Vector pass: exact motion), hands them to the
+Flowstyle engine running in a separate Python with torch, shows its progress without freezing
+Blender, and wires the stylized frames back into the compositor. It never imports torch.
+
+Modules, in the order a newcomer might read them:
+    job.py            what a run asks of the engine (plain data, no bpy)
+    engine_client.py  starting the engine process and reading its progress (no bpy)
+    passes.py         render settings we need, recorded so they can be put back
+    render.py         rendering the frames, reusing an earlier matching render
+    compositor.py     Image + Mix nodes feeding the compositor's output
+    pipeline.py       one run as a state machine, shared by the panel and batch mode
+    settings.py       per-scene settings;  preferences.py: per-machine settings
+    operators.py, ui.py  the Blender UI;  batch.py: `blender -b ... --command flowstyle`
+"""
+
+from __future__ import annotations
+
+from . import batch, operators, preferences, settings, ui
+
+_MODULES = (preferences, settings, operators, ui, batch)
+
+
+def register() -> None:
+    for module in _MODULES:
+        module.register()
+
+
+def unregister() -> None:
+    for module in reversed(_MODULES):
+        module.unregister()

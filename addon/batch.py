@@ -1,0 +1,195 @@
+"""`blender -b shot.blend --command flowstyle ...`: the pipeline TD's entry point.
+
+    blender -b shot.blend --command flowstyle stylize --style starry.jpg --frames 1:48 --save
+    blender -b shot.blend --command flowstyle check --python /opt/venv/bin/python
+
+`stylize` runs render -> engine -> compositor wiring synchronously (timers do not fire in
+background mode), printing one progress line per event, and returns 0 on success, 1 with the
+reason on stderr otherwise (2 for bad command-line usage). Options left out come from the
+scene's Flowstyle settings (as saved from the panel), then the add-on preferences, then the
+engine's defaults.
+
+`main(argv)` is what Blender calls (registered with bpy.utils.register_cli_command); tests
+call it directly with argument lists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+
+import bpy
+
+from . import engine_client, job, preferences, settings
+from .job import JobError, JobSpec
+from .pipeline import Phase, StylizeError, StylizeRun
+
+COMMAND_ID = "flowstyle"
+
+
+def _print(text: str) -> None:
+    print(f"flowstyle: {text}", flush=True)
+
+
+def _error(text: str) -> None:
+    print(f"flowstyle: error: {text}", file=sys.stderr, flush=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="blender -b FILE.blend --command flowstyle",
+        description="Stylize a rendered animation with Flowstyle, headless.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    st = sub.add_parser("stylize", help="render, stylize and wire the compositor")
+    st.add_argument("--scene", help="scene name (default: the file's active scene)")
+    st.add_argument("--view-layer", help="view layer to render (default: the active one)")
+    st.add_argument("--style", action="append", metavar="PATH[:WEIGHT]",
+                    help="style image, repeatable (default: the scene's style images)")
+    st.add_argument("--out", help="output folder (default: the scene's, '//flowstyle/')")
+    st.add_argument("--frames", metavar="START:END", help="inclusive frame range")
+    st.add_argument("--preset", choices=job.PRESETS)
+    st.add_argument("--style-strength", type=float)
+    st.add_argument("--temporal-strength", type=float)
+    st.add_argument("--flow", choices=job.FLOW_SOURCES)
+    depth = st.add_mutually_exclusive_group()
+    depth.add_argument("--no-depth", dest="use_depth", action="store_false", default=None)
+    depth.add_argument("--depth", dest="use_depth", action="store_true")
+    st.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    st.add_argument("--weights", help="caffe, torchvision or a weights file")
+    st.add_argument("--seed", type=int)
+    st.add_argument("--iterations", type=int, help="optimizer iterations per later frame")
+    st.add_argument("--first-iterations", type=int, help="optimizer iterations, first frame")
+    st.add_argument("--height", type=int, help="working height in pixels")
+    st.add_argument("--mix", type=float, help="compositor mix factor, 0..1")
+    st.add_argument("--python", help="interpreter that runs the engine (needs torch)")
+    st.add_argument("--engine-root", help="folder containing the engine package (advanced)")
+    st.add_argument("--rerender", action="store_true", default=None,
+                    help="render again even if an earlier render matches")
+    st.add_argument("--save", action="store_true",
+                    help="save the .blend afterwards (keeps the compositor wiring)")
+
+    ck = sub.add_parser("check", help="check the engine interpreter (torch, device, weights)")
+    ck.add_argument("--python", help="interpreter that runs the engine")
+    ck.add_argument("--engine-root", help="folder containing the engine package (advanced)")
+    return parser
+
+
+def spec_from_args(scene: bpy.types.Scene, args: argparse.Namespace) -> JobSpec:
+    """The scene's settings, overridden by whatever the command line gives."""
+    spec = settings.spec_from_scene(scene)
+    if args.style:
+        spec.styles = [job.parse_style_arg(s) for s in args.style]
+        for style in spec.styles:
+            style.path = _abspath(style.path)
+    if args.out:
+        spec.out_dir = _abspath(args.out)
+    if args.frames:
+        spec.frame_start, spec.frame_end = job.parse_frames(args.frames)
+    for name in ("preset", "style_strength", "temporal_strength", "flow", "use_depth",
+                 "device", "seed", "iterations", "first_iterations", "height", "mix",
+                 "python", "rerender"):
+        value = getattr(args, name)
+        if value is not None:
+            setattr(spec, name, value)
+    if args.weights:
+        spec.weights = args.weights if args.weights in job.WEIGHT_SOURCES else _abspath(args.weights)
+    if args.engine_root:
+        spec.engine_root = _abspath(args.engine_root)
+    if spec.python and os.sep not in spec.python:  # a bare name: look it up on PATH
+        spec.python = shutil.which(spec.python) or spec.python
+    elif spec.python:
+        spec.python = _abspath(spec.python)
+    return spec
+
+
+def _abspath(path: str) -> str:
+    """'//' is relative to the .blend (Blender's convention); anything else to the cwd."""
+    if path.startswith("//"):
+        return os.path.normpath(bpy.path.abspath(path))
+    return os.path.abspath(path)
+
+
+def cmd_stylize(args: argparse.Namespace) -> int:
+    scene = bpy.data.scenes.get(args.scene) if args.scene else bpy.context.scene
+    if scene is None:
+        _error(f"no scene called {args.scene!r} (scenes: {', '.join(bpy.data.scenes.keys())})")
+        return 1
+    try:
+        spec = spec_from_args(scene, args)
+    except JobError as exc:
+        _error(str(exc))
+        return 1
+    if args.save and not bpy.data.filepath:
+        _error("--save needs a saved .blend file (this one has never been saved)")
+        return 1
+    layer = args.view_layer or (bpy.context.view_layer.name if bpy.context.scene == scene
+                                and bpy.context.view_layer else scene.view_layers[0].name)
+    run = StylizeRun(scene, layer, spec, on_message=_print)
+    try:
+        run.start()
+    except StylizeError as exc:
+        for line in str(exc).splitlines():
+            _error(line)
+        return 1
+    try:
+        run.run_to_completion()
+    except KeyboardInterrupt:
+        _error("interrupted: " + run.message)
+        return 130
+    for warning in run.warnings:
+        _print("warning: " + warning)
+    if run.phase is not Phase.DONE:
+        _error(run.message)
+        return 1
+    if args.save:
+        bpy.ops.wm.save_mainfile()
+        _print(f"saved {bpy.data.filepath}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    root = _abspath(args.engine_root) if args.engine_root else engine_client.default_engine_root()
+    if root is None:
+        _error("the engine was not found next to the add-on: reinstall the extension")
+        return 1
+    python = args.python or preferences.engine_prefs().python
+    result = engine_client.run_check(python, root)
+    _print(result.summary())
+    for fix in result.fixes:
+        _print("fix: " + fix)
+    if not result.ok:
+        for problem in result.problems:
+            _error(problem)
+    return 0 if result.ok else 1
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of `--command flowstyle`; returns the process exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits on --help and on bad usage
+        return int(exc.code) if isinstance(exc.code, int) else 2
+    if args.command == "stylize":
+        return cmd_stylize(args)
+    return cmd_check(args)
+
+
+_handle: object = None
+
+
+def register() -> None:
+    global _handle
+    register_cli = getattr(bpy.utils, "register_cli_command", None)
+    if register_cli is not None:  # Blender 4.2+
+        _handle = register_cli(COMMAND_ID, main)
+
+
+def unregister() -> None:
+    global _handle
+    if _handle is not None:
+        bpy.utils.unregister_cli_command(_handle)
+        _handle = None

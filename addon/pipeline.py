@@ -1,0 +1,322 @@
+"""One stylize run as a small state machine: check -> render -> engine -> wire.
+
+    run = StylizeRun(scene, view_layer_name, spec)
+    run.start()            # validates; raises StylizeError with every problem found
+    while run.step():      # one small piece of work per call
+        ...                # UI: return to Blender (timer tick); batch: sleep a little
+
+`step()` is the ONLY driver, and both callers use it: the panel's modal operator calls it on
+each timer tick, batch mode calls it in a loop (timers never fire in `blender -b`). So the
+batch tests exercise exactly the code the UI runs.
+
+Each step is short: the engine check and the engine run are separate processes that are only
+polled; rendering is one frame per step (that frame's render does block Blender; a frame is the
+smallest unit Blender can render, and between frames the UI redraws and Esc is seen).
+
+Whatever happens (error, cancel, exception), the user's render settings are restored and the
+engine process is stopped; frames already finished (rendered or stylized) are kept, and the
+next run reuses them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import enum
+import os
+import time
+from typing import Callable
+
+import bpy
+
+from . import compositor, engine_client, job, passes
+from .engine_client import CheckResult, EngineProcess, Progress
+from .job import JobSpec
+from .render import FrameRenderer
+
+# Successful engine checks by (python, engine root): the check imports torch (seconds), and
+# its answer does not change while Blender runs unless the environment does.
+_CHECK_CACHE: dict[tuple[str, str], CheckResult] = {}
+
+# Runs in progress, by scene name (the panel shows them; Blender exit stops them).
+ACTIVE: dict[str, StylizeRun] = {}
+# Last outcome per scene, for the panel: (level, message, log path or "").
+LAST_RESULT: dict[str, tuple[str, str, str]] = {}
+
+
+class StylizeError(RuntimeError):
+    """The run cannot start or failed; the message is for the user."""
+
+
+class Phase(enum.Enum):
+    CHECK = "checking the engine"
+    RENDER = "rendering"
+    ENGINE = "stylizing"
+    WIRE = "wiring the compositor"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINAL_PHASES = {Phase.DONE, Phase.FAILED, Phase.CANCELLED}
+
+
+def validate(scene: bpy.types.Scene, view_layer: str, spec: JobSpec) -> list[str]:
+    """Every problem that can be found before starting, each with what to do about it."""
+    problems = job.validate_values(spec)
+    if scene.camera is None:
+        problems.append(f"The scene {scene.name!r} has no camera: add a camera and make it "
+                        "the scene's active camera.")
+    if scene.view_layers.get(view_layer) is None:
+        problems.append(f"The view layer {view_layer!r} does not exist.")
+    if spec.flow == "vectors":
+        problem = passes.vector_pass_problem(scene)
+        if problem:
+            problems.append(problem)
+    interpreter = engine_client.check_interpreter(spec.python)
+    if interpreter:
+        problems.append(interpreter)
+    if resolve_engine_root(spec) is None:
+        problems.append("The Flowstyle engine was not found next to the add-on: reinstall "
+                        "the extension.")
+    if not problems:  # only touch the disk when everything else is fine
+        writable = job.check_output_writable(spec.out_dir)
+        if writable:
+            problems.append(writable)
+    return problems
+
+
+def resolve_engine_root(spec: JobSpec) -> str | None:
+    return spec.engine_root or engine_client.default_engine_root()
+
+
+class StylizeRun:
+    """See the module docstring. `on_message` receives one human line per notable event."""
+
+    def __init__(self, scene: bpy.types.Scene, view_layer: str, spec: JobSpec,
+                 on_message: Callable[[str], None] | None = None) -> None:
+        self.scene_name = scene.name
+        self.view_layer = view_layer
+        self.spec = spec
+        self.on_message = on_message or (lambda text: None)
+        self.phase = Phase.CHECK
+        self.message = ""
+        self.error = ""
+        self.warnings: list[str] = []
+        self.progress = Progress()
+        self.events: list[dict[str, object]] = []
+        self.pass_changes: list[passes.Change] = []
+        self.renderer: FrameRenderer | None = None
+        self._check: engine_client.CheckProcess | None = None
+        self._engine: EngineProcess | None = None
+        self._render_total = 0
+
+    # -- driving -----------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self.phase not in FINAL_PHASES
+
+    def start(self) -> None:
+        """Validate and register the run; raises StylizeError listing every problem."""
+        scene = self._scene()
+        if self.scene_name in ACTIVE:
+            raise StylizeError(f"Flowstyle is already running on scene {self.scene_name!r}.")
+        problems = validate(scene, self.view_layer, self.spec)
+        if problems:
+            raise StylizeError("\n".join(problems))
+        self.renderer = FrameRenderer(scene, self.view_layer, self.spec)
+        ACTIVE[self.scene_name] = self
+        key = (self.spec.python, resolve_engine_root(self.spec) or "")
+        cached = _CHECK_CACHE.get(key)
+        if cached is not None:
+            self._after_check(cached)
+        else:
+            self._check = engine_client.CheckProcess(*key)
+            self._say("checking the engine in " + self.spec.python)
+
+    def step(self) -> bool:
+        """Do one small piece of work; return True while the run goes on."""
+        if not self.running:
+            return False
+        try:
+            if self.phase is Phase.CHECK:
+                self._step_check()
+            elif self.phase is Phase.RENDER:
+                self._step_render()
+            elif self.phase is Phase.ENGINE:
+                self._step_engine()
+            elif self.phase is Phase.WIRE:
+                self._step_wire()
+        except Exception as exc:  # anything: settings must come back, the engine must stop
+            self._fail(str(exc) or type(exc).__name__)
+        return self.running
+
+    def cancel(self) -> None:
+        """Stop now. Finished frames stay on disk; settings are restored."""
+        if not self.running:
+            return
+        self._cleanup()
+        done = len(self.spec.finished_frames())
+        self._finish(Phase.CANCELLED,
+                     f"Cancelled; {done} finished frame(s) kept in {self.spec.out_dir}")
+
+    def run_to_completion(self, poll_interval: float = 0.1) -> None:
+        """Drive the run until it ends (batch). Ctrl+C cancels cleanly."""
+        try:
+            while self.step():
+                if self.phase in (Phase.ENGINE, Phase.CHECK):
+                    time.sleep(poll_interval)
+        except KeyboardInterrupt:
+            self.cancel()
+            raise
+
+    # -- phases ------------------------------------------------------------------------------
+
+    def _step_check(self) -> None:
+        assert self._check is not None
+        result = self._check.poll()
+        if result is not None:
+            self._check = None
+            if result.ok:
+                _CHECK_CACHE[(self.spec.python, resolve_engine_root(self.spec) or "")] = result
+            self._after_check(result)
+
+    def _after_check(self, result: CheckResult) -> None:
+        if not result.ok:
+            text = f"The engine cannot run in {self.spec.python}: " + "; ".join(result.problems)
+            if result.fixes:
+                text += ". To fix: " + "; ".join(result.fixes)
+            self._fail(text)
+            return
+        self._say("engine OK: " + result.summary())
+        self.phase = Phase.RENDER
+
+    def _step_render(self) -> None:
+        renderer = self.renderer
+        assert renderer is not None
+        if not renderer.active and not renderer.rendered:
+            todo = renderer.plan()
+            self._render_total = len(todo)
+            if renderer.reused:
+                self._say(f"reusing {len(renderer.reused)} rendered frame(s) in "
+                          f"{self.spec.render_dir}")
+            if todo:
+                self.pass_changes = renderer.begin()
+                for change in self.pass_changes:
+                    self._say(f"render setting (restored afterwards): {change}")
+        if renderer.todo:
+            frame = renderer.render_next()
+            self._say(f"rendered frame {frame} ({len(renderer.rendered)}/{self._render_total})")
+            return
+        problems = renderer.end()
+        self.warnings.extend(problems)
+        for problem in problems:
+            self._say("warning: " + problem)
+        self._start_engine()
+
+    def _start_engine(self) -> None:
+        spec = self.spec
+        job.write_job(spec)
+        root = resolve_engine_root(spec)
+        assert root is not None
+        self._engine = EngineProcess(spec.python, root,
+                                     ["stylize", "--job", spec.job_path, "--progress", "jsonl"],
+                                     spec.log_path)
+        self._say(f"engine started (pid {self._engine.pid}), log: {spec.log_path}")
+        self.phase = Phase.ENGINE
+
+    def _step_engine(self) -> None:
+        engine = self._engine
+        assert engine is not None
+        for event in engine.poll():
+            self.events.append(event)
+            self.progress.apply(event)
+            self._say(engine_client.describe_event(event))
+            if event.get("event") == "warning":
+                self.warnings.append(str(event.get("message")))
+        code = engine.exit_code
+        if code is None:
+            return
+        self._engine = None
+        if code == 0:
+            self.phase = Phase.WIRE
+            return
+        reason = (self.progress.errors[-1] if self.progress.errors else engine.log_tail()) \
+            or "no message"
+        what = {2: "refused the input", 1: "crashed"}.get(code, f"stopped (exit code {code})")
+        self._fail(f"The engine {what}: {reason}")
+
+    def _step_wire(self) -> None:
+        compositor.wire(self._scene(), self.spec)
+        done = len(self.spec.finished_frames())
+        self._finish(Phase.DONE, f"Stylized {done} frame(s) into {self.spec.out_dir}; "
+                                 "the compositor shows them through the 'Flowstyle Mix' node")
+
+    # -- endings -----------------------------------------------------------------------------
+
+    def _fail(self, reason: str) -> None:
+        self._cleanup()
+        self.error = reason
+        if os.path.isfile(self.spec.log_path):  # the engine ran: its log says more
+            reason += f" (log: {self.spec.log_path})"
+        self._finish(Phase.FAILED, reason)
+
+    def _cleanup(self) -> None:
+        """Stop processes and restore settings; never raises."""
+        if self._check is not None:
+            self._check.terminate()
+            self._check = None
+        if self._engine is not None:
+            self._engine.terminate()
+            self._engine = None
+        if self.renderer is not None and self.renderer.active:
+            try:
+                self.warnings.extend(self.renderer.end())
+            except Exception as exc:  # restoring is best effort; say what failed
+                self.warnings.append(f"Could not restore render settings: {exc}")
+
+    def _finish(self, phase: Phase, message: str) -> None:
+        self.phase = phase
+        self.message = message
+        ACTIVE.pop(self.scene_name, None)
+        level = {Phase.DONE: "INFO", Phase.CANCELLED: "WARNING"}.get(phase, "ERROR")
+        log = self.spec.log_path
+        LAST_RESULT[self.scene_name] = (
+            level, message, log if phase is Phase.FAILED and os.path.isfile(log) else "")
+        self._say(message)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _scene(self) -> bpy.types.Scene:
+        scene = bpy.data.scenes.get(self.scene_name)
+        if scene is None:
+            raise StylizeError(f"The scene {self.scene_name!r} no longer exists.")
+        return scene
+
+    def _say(self, text: str) -> None:
+        self.message = text
+        self.on_message(text)
+
+    def status_text(self) -> str:
+        """One line for the status bar and the panel."""
+        if self.phase is Phase.RENDER and self.renderer is not None:
+            return (f"Flowstyle: rendering {len(self.renderer.rendered)}/"
+                    f"{self._render_total or self.spec.frame_count}")
+        if self.phase is Phase.ENGINE:
+            return "Flowstyle: " + self.progress.text()
+        return f"Flowstyle: {self.phase.value}"
+
+    def fraction(self) -> float:
+        """0..1 for a progress bar: rendering is the first tenth, stylizing the rest."""
+        if self.phase is Phase.RENDER and self.renderer is not None and self._render_total:
+            return 0.1 * len(self.renderer.rendered) / self._render_total
+        if self.phase is Phase.ENGINE:
+            return 0.1 + 0.9 * self.progress.fraction
+        return 1.0 if self.phase is Phase.DONE else 0.0
+
+
+@atexit.register
+def _stop_all() -> None:
+    # Blender quitting must not leave an engine running on the GPU.
+    for run in list(ACTIVE.values()):
+        run.cancel()

@@ -1,0 +1,162 @@
+"""Rendering the frames the engine reads, one frame at a time, reusing an earlier render.
+
+Frames go to `<out>/render/render_####.exr` as multilayer EXR (Combined + Vector (+ Depth)).
+One frame per call, so that the same code serves both callers: the panel's modal operator
+renders one frame per timer tick (Blender stays responsive and Esc works between frames) and
+batch mode simply loops.
+
+Each frame is first written into `render/.partial/` and then renamed, so a file named
+`render_####.exr` is always complete. A stamp file records which scene, view layer, camera,
+frame range and resolution the frames belong to: a rerun with the same stamp renders only the
+frames that are missing (an interrupted render resumes too). Changing any of those renders
+everything again; so does `JobSpec.rerender`, for changes the stamp cannot see (an edited
+animation, a new material).
+
+The user's render settings are changed only between `begin()` and `end()`, every change is
+recorded, and `end()` puts them all back (callers call it in `finally`).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+from typing import Any
+
+import bpy
+
+from . import passes
+from .job import RENDER_PREFIX, JobSpec, write_json_atomic
+
+STAMP_FILE = "flowstyle_render.json"
+PARTIAL_SUBDIR = ".partial"
+STAMP_VERSION = 1
+
+
+class RenderError(RuntimeError):
+    """Blender could not render a frame; the message says which and why."""
+
+
+def render_key(scene: bpy.types.Scene, view_layer: str, spec: JobSpec) -> dict[str, Any]:
+    """What makes an earlier render reusable: same file, scene, camera, range and size."""
+    r = scene.render
+    return {
+        "version": STAMP_VERSION,
+        "blend": bpy.data.filepath,
+        "scene": scene.name,
+        "view_layer": view_layer,
+        "camera": scene.camera.name if scene.camera else None,
+        "engine": r.engine,
+        "frames": [spec.frame_start, spec.frame_end],
+        "resolution": [r.resolution_x, r.resolution_y, r.resolution_percentage],
+        "use_depth": spec.use_depth,
+    }
+
+
+class FrameRenderer:
+    """Renders a JobSpec's frames into its render folder; see the module docstring."""
+
+    def __init__(self, scene: bpy.types.Scene, view_layer: str, spec: JobSpec) -> None:
+        self.scene_name = scene.name
+        self.view_layer = view_layer
+        self.spec = spec
+        self.todo: list[int] = []
+        self.reused: list[int] = []
+        self.rendered: list[int] = []
+        self.changes: list[passes.Change] = []
+        self._frame_before: int | None = None
+        self.active = False
+
+    @property
+    def stamp_path(self) -> str:
+        return os.path.join(self.spec.render_dir, STAMP_FILE)
+
+    def _scene(self) -> bpy.types.Scene:
+        scene = bpy.data.scenes.get(self.scene_name)
+        if scene is None:
+            raise RenderError(f"The scene {self.scene_name!r} no longer exists.")
+        return scene
+
+    def plan(self) -> list[int]:
+        """Decide which frames need rendering; forget an earlier render that does not match."""
+        spec = self.spec
+        os.makedirs(spec.render_dir, exist_ok=True)
+        key = render_key(self._scene(), self.view_layer, spec)
+        frames = list(range(spec.frame_start, spec.frame_end + 1))
+        if spec.rerender or self._read_stamp() != key:
+            for old in glob.glob(os.path.join(glob.escape(spec.render_dir), RENDER_PREFIX + "*.exr")):
+                os.remove(old)
+            write_json_atomic(self.stamp_path, {"key": key})
+            self.todo, self.reused = frames, []
+        else:
+            self.todo = [f for f in frames if not os.path.isfile(spec.render_path(f))]
+            self.reused = [f for f in frames if f not in self.todo]
+        return self.todo
+
+    def _read_stamp(self) -> Any:
+        try:
+            with open(self.stamp_path, encoding="utf-8") as fh:
+                return json.load(fh).get("key")
+        except (OSError, ValueError, AttributeError):
+            return None
+
+    def begin(self) -> list[passes.Change]:
+        """Apply the render settings Flowstyle needs; returns what changed (for the log)."""
+        scene = self._scene()
+        layer = scene.view_layers.get(self.view_layer)
+        if layer is None:
+            raise RenderError(f"The view layer {self.view_layer!r} does not exist in {scene.name!r}.")
+        self._frame_before = scene.frame_current
+        self.active = True
+        self.changes = passes.enable_stylize_passes(scene, layer, self.spec.use_depth)
+        try:
+            # The compositor and sequencer would otherwise replace the passes we need by their
+            # result (and our own compositor nodes would read the stylized frames back).
+            for attr, value in (("use_compositing", False), ("use_sequencer", False),
+                                ("use_file_extension", True)):
+                if getattr(scene.render, attr) != value:
+                    passes.set_recorded(scene, "render", attr, value, self.changes)
+        except BaseException:
+            self.end()
+            raise
+        partial = os.path.join(self.spec.render_dir, PARTIAL_SUBDIR)
+        shutil.rmtree(partial, ignore_errors=True)
+        os.makedirs(partial, exist_ok=True)
+        return list(self.changes)
+
+    def render_next(self) -> int | None:
+        """Render the next missing frame; return its number, or None when all are done."""
+        if not self.todo:
+            return None
+        if not self.active:
+            raise RenderError("FrameRenderer.begin() must be called before rendering.")
+        frame = self.todo[0]
+        scene = self._scene()
+        final = self.spec.render_path(frame)
+        partial = os.path.join(self.spec.render_dir, PARTIAL_SUBDIR, os.path.basename(final))
+        scene.frame_set(frame)
+        passes.set_recorded(scene, "render", "filepath", partial, self.changes)
+        try:
+            result = bpy.ops.render.render(write_still=True, scene=scene.name, layer=self.view_layer)
+        except RuntimeError as exc:
+            raise RenderError(f"Blender could not render frame {frame}: {exc}") from exc
+        if "FINISHED" not in (result or set()) or not os.path.isfile(partial):
+            raise RenderError(f"Blender did not write frame {frame} ({partial}); see the console.")
+        os.replace(partial, final)
+        self.todo.pop(0)
+        self.rendered.append(frame)
+        return frame
+
+    def end(self) -> list[str]:
+        """Put every setting back as it was; safe to call more than once."""
+        if not self.active:
+            return []
+        self.active = False
+        problems = passes.restore_changes(self.changes)
+        self.changes = []
+        scene = bpy.data.scenes.get(self.scene_name)
+        if scene is not None and self._frame_before is not None:
+            scene.frame_set(self._frame_before)
+        shutil.rmtree(os.path.join(self.spec.render_dir, PARTIAL_SUBDIR), ignore_errors=True)
+        return problems

@@ -1,0 +1,163 @@
+"""Per-scene Flowstyle settings (saved in the .blend) and how they become a JobSpec.
+
+They live on the scene (`scene.flowstyle`) rather than in preferences because they describe
+a shot: another shot, in another scene or file, has other styles and another frame range.
+Machine-specific things (which Python runs the engine, device) are preferences instead.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+import bpy
+from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty,
+                       IntProperty, StringProperty)
+
+from . import compositor
+from .job import JobSpec, StyleRef
+from .preferences import engine_prefs
+
+DEFAULT_OUTPUT_DIR = "//flowstyle/"
+
+PRESET_ITEMS = [
+    ("preview", "Preview", "Fast: small working resolution, few iterations per frame"),
+    ("final", "Final", "Slow: larger working resolution, many iterations per frame"),
+]
+FLOW_ITEMS = [
+    ("auto", "Auto", "Render vectors when the render has them, else estimated flow"),
+    ("vectors", "Render Vectors", "Blender's Vector pass: exact motion (Cycles or EEVEE)"),
+    ("estimated", "Estimated", "Optical flow estimated from the images (slower, less exact)"),
+]
+
+
+def _update_mix(self: Any, context: bpy.types.Context) -> None:
+    # Move the compositor's Mix slider with the panel's, so the artist sees it at once.
+    scene = self.id_data
+    if isinstance(scene, bpy.types.Scene):
+        compositor.set_mix_factor(scene, self.mix)
+
+
+class FlowstyleStyle(bpy.types.PropertyGroup):
+    """One style image with its weight."""
+
+    path: StringProperty(name="Style Image", subtype="FILE_PATH",
+                         description="A painting or picture whose look to transfer")
+    weight: FloatProperty(name="Weight", default=1.0, min=0.0, soft_max=10.0,
+                          description="Share of this image in the style (weights are normalised)")
+
+
+class FlowstyleSettings(bpy.types.PropertyGroup):
+    """Settings of one shot; see JobSpec for what each becomes."""
+
+    styles: CollectionProperty(type=FlowstyleStyle)
+    active_style: IntProperty(name="Active Style", default=0)
+    style_strength: FloatProperty(
+        name="Style Strength", default=1.0, min=0.0, soft_max=5.0,
+        description="Balance between style and content: higher paints more and keeps less "
+                    "of the render's detail")
+    temporal_strength: FloatProperty(
+        name="Temporal Strength", default=1.0, min=0.0, soft_max=5.0,
+        description="How strongly each frame follows the previous one along the motion: "
+                    "0 stylizes frames independently (flickers)")
+    preset: EnumProperty(name="Quality", items=PRESET_ITEMS, default="preview",
+                         description="Iterations and working resolution")
+    use_scene_range: BoolProperty(name="Scene Frame Range", default=True,
+                                  description="Stylize the scene's frame range")
+    frame_start: IntProperty(name="Start", default=1, min=0)
+    frame_end: IntProperty(name="End", default=250, min=0)
+    output_dir: StringProperty(
+        name="Output Folder", subtype="DIR_PATH", default=DEFAULT_OUTPUT_DIR,
+        description="Where renders and stylized frames go ('//' = next to the .blend; an "
+                    "unsaved file uses a temporary folder)")
+    flow: EnumProperty(name="Flow Source", items=FLOW_ITEMS, default="auto",
+                       description="Where the motion between frames comes from")
+    use_depth: BoolProperty(name="Use Depth", default=True,
+                            description="Render the Depth pass and use it to find occlusions")
+    mix: FloatProperty(name="Mix", default=1.0, min=0.0, max=1.0, subtype="FACTOR",
+                       update=_update_mix,
+                       description="Compositor mix: 0 = original render, 1 = stylized")
+    iterations: IntProperty(name="Iterations", default=0, min=0,
+                            description="Optimizer iterations per frame after the first "
+                                        "(0 = from the preset)")
+    first_iterations: IntProperty(name="First Frame Iterations", default=0, min=0,
+                                  description="Optimizer iterations for the first frame, which "
+                                              "starts from scratch (0 = from the preset)")
+    height: IntProperty(name="Working Height", default=0, min=0, subtype="PIXEL",
+                        description="Working height in pixels (0 = from the preset)")
+    seed: IntProperty(name="Seed", default=0, min=0, description="Random seed of the engine")
+    rerender: BoolProperty(
+        name="Always Re-render", default=False,
+        description="Render the frames again even when an earlier render matches the scene, "
+                    "range and resolution (after changing animation or materials)")
+    passes_backup: StringProperty(
+        name="Pass Setup Backup", default="", options={"HIDDEN"},
+        description="What 'Set Up Passes' changed (JSON), for 'Undo Pass Setup'")
+
+
+CLASSES = (FlowstyleStyle, FlowstyleSettings)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    pointer = bpy.props.PointerProperty(type=FlowstyleSettings)  # type: ignore[func-returns-value]
+    setattr(bpy.types.Scene, "flowstyle", pointer)
+
+
+def unregister() -> None:
+    if hasattr(bpy.types.Scene, "flowstyle"):
+        delattr(bpy.types.Scene, "flowstyle")
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)
+
+
+def settings_of(scene: bpy.types.Scene) -> FlowstyleSettings:
+    """The scene's Flowstyle settings (typed accessor for a registered pointer property)."""
+    settings: FlowstyleSettings = getattr(scene, "flowstyle")
+    return settings
+
+
+def resolve_output_dir(path: str, scene_name: str) -> str:
+    """An absolute output folder. '//' paths in an unsaved file go to a stable temp folder."""
+    if path.startswith("//") and not bpy.data.filepath:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in scene_name)
+        return os.path.join(tempfile.gettempdir(), "flowstyle", safe or "scene", path[2:])
+    return os.path.normpath(bpy.path.abspath(path))
+
+
+def frame_range(scene: bpy.types.Scene) -> tuple[int, int]:
+    settings = settings_of(scene)
+    if settings.use_scene_range:
+        return scene.frame_start, scene.frame_end
+    return settings.frame_start, settings.frame_end
+
+
+def spec_from_scene(scene: bpy.types.Scene) -> JobSpec:
+    """A JobSpec from the scene's settings and the add-on preferences."""
+    settings = settings_of(scene)
+    prefs = engine_prefs()
+    start, end = frame_range(scene)
+    return JobSpec(
+        styles=[StyleRef(bpy.path.abspath(s.path) if s.path else "", s.weight)
+                for s in settings.styles],
+        out_dir=resolve_output_dir(settings.output_dir or DEFAULT_OUTPUT_DIR, scene.name),
+        frame_start=start,
+        frame_end=end,
+        python=prefs.python,
+        preset=settings.preset,
+        style_strength=settings.style_strength,
+        temporal_strength=settings.temporal_strength,
+        flow=settings.flow,
+        use_depth=settings.use_depth,
+        device=prefs.device,
+        weights=prefs.weights,
+        seed=settings.seed,
+        iterations=settings.iterations or None,
+        first_iterations=settings.first_iterations or None,
+        height=settings.height or None,
+        mix=settings.mix,
+        rerender=settings.rerender,
+        allow_download=bool(bpy.app.online_access),
+    )

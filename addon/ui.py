@@ -1,0 +1,131 @@
+"""Panels: one in the compositor's sidebar (N panel, "Flowstyle" tab) and the same settings
+in Properties > Output, where render settings already live. Both draw with `draw_flowstyle`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import bpy
+
+from . import pipeline, settings
+
+Icon = Literal["CHECKMARK", "INFO", "ERROR"]
+
+
+class FLOWSTYLE_UL_styles(bpy.types.UIList):
+    """Style images with their weights."""
+
+    def draw_item(self, context: bpy.types.Context, layout: bpy.types.UILayout, data: Any,
+                  item: Any, icon: int | None, active_data: Any, active_property: str | None,
+                  index: int | None = 0, flt_flag: int | None = 0) -> None:
+        row = layout.row(align=True)
+        row.prop(item, "path", text="", emboss=True)
+        row.prop(item, "weight", text="")
+
+
+def draw_flowstyle(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
+    """The whole Flowstyle UI for the context's scene."""
+    scene = context.scene
+    if scene is None:
+        return
+    props = settings.settings_of(scene)
+    layout.use_property_split = True
+    layout.use_property_decorate = False
+
+    _draw_run(layout, scene)
+
+    col = layout.column()
+    col.label(text="Style Images")
+    row = col.row()
+    row.template_list("FLOWSTYLE_UL_styles", "", props, "styles", props, "active_style", rows=2)
+    buttons = row.column(align=True)
+    buttons.operator("flowstyle.style_add", icon="ADD", text="")
+    buttons.operator("flowstyle.style_remove", icon="REMOVE", text="")
+
+    col = layout.column()
+    col.prop(props, "style_strength")
+    col.prop(props, "temporal_strength")
+    col.prop(props, "preset")
+    col.prop(props, "use_scene_range")
+    if not props.use_scene_range:
+        sub = col.column(align=True)
+        sub.prop(props, "frame_start")
+        sub.prop(props, "frame_end")
+    col.prop(props, "output_dir")
+    col.prop(props, "flow")
+    col.prop(props, "use_depth")
+    col.prop(props, "mix", slider=True)
+
+    header, body = layout.panel("flowstyle_advanced", default_closed=True)
+    header.label(text="Advanced")
+    if body is not None:
+        body.prop(props, "first_iterations")
+        body.prop(props, "iterations")
+        body.prop(props, "height")
+        body.prop(props, "seed")
+        body.prop(props, "rerender")
+        row = body.row(align=True)
+        row.operator("flowstyle.setup_passes", icon="RENDERLAYERS")
+        row.operator("flowstyle.restore_passes", icon="LOOP_BACK", text="Undo")
+        body.operator("flowstyle.wire_compositor", icon="NODETREE")
+
+
+def _draw_run(layout: bpy.types.UILayout, scene: bpy.types.Scene) -> None:
+    run = pipeline.ACTIVE.get(scene.name)
+    if run is not None:
+        row = layout.row(align=True)
+        row.progress(factor=run.fraction(), type="BAR", text=run.status_text())
+        row.operator("flowstyle.cancel", text="", icon="CANCEL")
+        return
+    layout.operator("flowstyle.stylize", icon="BRUSH_DATA")
+    last = pipeline.LAST_RESULT.get(scene.name)
+    if last is not None:
+        level, message, log_path = last
+        box = layout.box()
+        icon: Icon = "CHECKMARK" if level == "INFO" else "INFO" if level == "WARNING" else "ERROR"
+        for i, line in enumerate(message.splitlines()[:6]):
+            box.label(text=line[:160], icon=icon if i == 0 else "BLANK1")
+        if log_path:
+            box.operator("wm.path_open", text="Open Log", icon="TEXT").filepath = log_path
+
+
+class FLOWSTYLE_PT_compositor(bpy.types.Panel):
+    bl_label = "Flowstyle"
+    bl_space_type = "NODE_EDITOR"
+    bl_region_type = "UI"
+    bl_category = "Flowstyle"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        space = context.space_data
+        return getattr(space, "tree_type", "") == "CompositorNodeTree" and context.scene is not None
+
+    def draw(self, context: bpy.types.Context) -> None:
+        if self.layout is not None:
+            draw_flowstyle(self.layout, context)
+
+
+class FLOWSTYLE_PT_output(bpy.types.Panel):
+    bl_label = "Flowstyle"
+    bl_space_type = "PROPERTIES"
+    bl_region_type = "WINDOW"
+    bl_context = "output"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context: bpy.types.Context) -> None:
+        if self.layout is not None:
+            draw_flowstyle(self.layout, context)
+
+
+CLASSES = (FLOWSTYLE_UL_styles, FLOWSTYLE_PT_compositor, FLOWSTYLE_PT_output)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+
+
+def unregister() -> None:
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)
