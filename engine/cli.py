@@ -18,7 +18,7 @@ import os
 import sys
 from typing import Any
 
-from .defaults import PRESETS, Settings, StyleImage
+from .defaults import DEFAULT_STYLE, PRESETS, Settings, StyleImage
 from .errors import FlowstyleError
 from .progress import Progress
 
@@ -96,6 +96,10 @@ def settings_from(args: argparse.Namespace) -> tuple[Settings, str, str, bool]:
             setattr(s, key, value)
     if args.style:
         s.styles = args.style
+    if not s.styles:
+        s.styles = [StyleImage(DEFAULT_STYLE)]
+        print("no --style given: using the built-in painting, The Starry Night (van Gogh, 1889).",
+              file=sys.stderr)
     if args.no_depth:
         s.use_depth = False
     if args.frames:

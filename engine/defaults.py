@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 
 # VGG19 layers (torchvision `features` indices of the ReLU after each named conv).
@@ -25,6 +26,9 @@ BOUNDARY_ABSOLUTE = 0.002
 # Depth test: a pixel whose depth differs from the warped previous depth by more than this
 # fraction is a different surface (an occluder moved away), so it is not reliable.
 DEPTH_RELATIVE_TOLERANCE = 0.05
+
+# The painting used when no style is given: The Starry Night (van Gogh, 1889, public domain).
+DEFAULT_STYLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "styles", "starry_night.jpg")
 
 # Iterations per preset: (first frame, later frames), per pyramid level's finest step.
 PRESETS: dict[str, dict[str, int]] = {
@@ -52,14 +56,14 @@ class Settings:
     height: int | None = None  # working height in px; 0 = the frames' own height
     first_iterations: int | None = None  # optimizer iterations for the first frame
     iterations: int | None = None  # optimizer iterations for every later frame
-    # Loss weights. Display-space images in [0, 1]; VGG features of Caffe-style inputs
-    # (0-255). Content and style losses are mean squared errors of features and of Gram
-    # matrices normalised by C·H·W; their balance was tuned on the demo scene.
+    # Loss weights, balanced on the demo shot (README: "Tuning"). Each loss is a mean
+    # (losses.py), so the balance holds at any resolution. Inputs to VGG are Caffe-style
+    # 0-255, so content (feature MSE) is ~1e5 and style (Gram MSE) ~1e4 at convergence.
     content_weight: float = 1.0
-    style_weight: float = 3.0e4
+    style_weight: float = 5.0
     style_strength: float = 1.0  # multiplies style_weight (the panel's "style strength")
-    tv_weight: float = 1.0e-3  # total variation, per mean |∇x| over pixels, display units
-    temporal_weight: float = 2.0e3  # per mean masked squared error, display units
+    tv_weight: float = 1.0e6  # per mean squared neighbour difference, display units [0, 1]
+    temporal_weight: float = 1.0e7  # per mean masked squared difference, display units
     temporal_strength: float = 1.0  # multiplies temporal_weight; 0 = independent frames
     long_term: tuple[int, ...] = (1, 2, 4)  # earlier frames the temporal loss looks back to
     style_scale: float = 1.0  # style image height as a fraction of the working height

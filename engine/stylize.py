@@ -230,5 +230,5 @@ class Stylizer:
             if converged:
                 break
         stats.loss_end = previous
-        stats.terms = {k: float(v) for k, v in last_terms.items()}
+        stats.terms = {k: float(v.detach()) for k, v in last_terms.items()}
         return image.detach(), stats
