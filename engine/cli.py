@@ -146,7 +146,7 @@ def _preview(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from .check import check_environment
-    report = check_environment()
+    report = check_environment(weights=args.weights, device=args.device)
     if args.json:
         print(json.dumps(report))
     else:
@@ -178,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--sheet", help="contact sheet (.png)")
     c = sub.add_parser("check", help="is this Python ready to run the engine?")
     c.add_argument("--json", action="store_true")
+    c.add_argument("--weights", default="caffe", help="the weights the user will run with")
+    c.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     handlers = {"stylize": _stylize, "evaluate": _evaluate, "preview": _preview, "check": _check}
     try:

@@ -8,8 +8,9 @@ output (a compositor's glare still finds them) while the network only paints [0,
 Inside [0, 1] the round trip `to_linear(to_display(x))` is exact up to float rounding.
 
 Alpha is never stylized: it passes through unchanged and the output is premultiplied by
-it again. Pixels with (almost) no alpha skip the division and the multiplication, so
-premultiplied colour there (emission, "additive" pixels) survives the round trip too.
+it again. Pixels with (almost) no alpha have no straight colour to paint: their
+premultiplied colour (usually 0; emission or "additive" pixels otherwise) is kept aside
+as their excess and passed through unchanged, so nothing painted leaks into transparency.
 
 Arrays are numpy float32 with channels last: rgba (H, W, 4), rgb (H, W, 3).
 """
@@ -39,13 +40,15 @@ def to_display(rgba: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Premultiplied scene-linear RGBA -> (display RGB in [0, 1], alpha, excess).
 
     rgba: (H, W, 4) float32, premultiplied. Returns display (H, W, 3) in [0, 1],
-    alpha (H, W, 1) as given, and excess (H, W, 3): the linear amount clipped off.
+    alpha (H, W, 1) as given, and excess (H, W, 3): the linear amount clipped off (for
+    pixels without alpha: their whole premultiplied colour, passed through).
     """
     rgb, alpha = rgba[..., :3], rgba[..., 3:4]
     has_alpha = alpha > ALPHA_EPSILON
     straight = np.where(has_alpha, rgb / np.where(has_alpha, alpha, 1.0), rgb)
     clipped = np.clip(straight, 0.0, 1.0)
-    return srgb_encode(clipped), alpha.astype(np.float32), (straight - clipped).astype(np.float32)
+    excess = np.where(has_alpha, straight - clipped, rgb)
+    return srgb_encode(clipped), alpha.astype(np.float32), excess.astype(np.float32)
 
 
 def to_linear(display: np.ndarray, alpha: np.ndarray, excess: np.ndarray) -> np.ndarray:
@@ -55,5 +58,5 @@ def to_linear(display: np.ndarray, alpha: np.ndarray, excess: np.ndarray) -> np.
     """
     straight = srgb_decode(np.clip(display, 0.0, 1.0)) + excess
     has_alpha = alpha > ALPHA_EPSILON
-    rgb = np.where(has_alpha, straight * alpha, straight)
+    rgb = np.where(has_alpha, straight * alpha, excess)
     return np.concatenate([rgb, alpha], axis=-1).astype(np.float32)

@@ -60,6 +60,14 @@ class Sequence:
     def read(self, number: int) -> Frame:
         raise NotImplementedError
 
+    def identity(self, number: int) -> str:
+        """What the frame's pixels are, cheaply: size and modification time of its file.
+
+        Recorded in each output so that a resumed run redoes frames whose input was
+        rendered again (a changed camera or resolution), not only changed settings.
+        """
+        return _file_identity(self.source(number))
+
 
 def _check_finite(array: np.ndarray, what: str, where: str) -> None:
     bad = ~np.isfinite(array)
@@ -179,6 +187,9 @@ class VideoSequence(Sequence):
     def source(self, number: int) -> str:
         return f"{self.path} frame {number}"
 
+    def identity(self, number: int) -> str:
+        return f"{_file_identity(self.path)}:{number}"
+
     def read(self, number: int) -> Frame:
         import cv2
         if self._capture is None or number != self._next:
@@ -193,6 +204,14 @@ class VideoSequence(Sequence):
         self._next = number + 1
         rgb = bgr[..., ::-1].astype(np.float32) / 255.0
         return Frame(number, self.source(number), display_to_rgba(rgb, np.ones_like(rgb[..., :1])))
+
+
+def _file_identity(path: str) -> str:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "missing"
+    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 def display_to_rgba(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:

@@ -32,6 +32,7 @@ OUTPUT_PATTERN = "flowstyle_{:04d}.exr"
 STATE_DIR = ".flowstyle"  # inside the output folder: per-frame state for exact resume
 ATTR_FINGERPRINT = "flowstyle.fingerprint"
 ATTR_SETTINGS = "flowstyle.settings"
+ATTR_INPUT = "flowstyle.input"  # identity of the input frame (frames.Sequence.identity)
 
 
 def output_path(out_dir: str, number: int) -> str:
@@ -219,7 +220,11 @@ class SequenceRun:
     # -- resume --------------------------------------------------------------------------
     def finished(self, number: int) -> bool:
         path = output_path(self.out_dir, number)
-        return os.path.isfile(path) and exr.read_attributes(path).get(ATTR_FINGERPRINT) == self.fingerprint
+        if not os.path.isfile(path):
+            return False
+        attributes = exr.read_attributes(path)
+        return (attributes.get(ATTR_FINGERPRINT) == self.fingerprint
+                and attributes.get(ATTR_INPUT) == self.sequence.identity(number))
 
     def load_state(self, number: int) -> torch.Tensor:
         path = state_path(self.out_dir, number)
@@ -257,6 +262,7 @@ class SequenceRun:
         settings["input"] = self.sequence.source(number)
         path = output_path(self.out_dir, number)
         exr.write_rgba(path, rgba, {ATTR_FINGERPRINT: self.fingerprint,
+                                    ATTR_INPUT: self.sequence.identity(number),
                                     ATTR_SETTINGS: json.dumps(settings, default=list)})
         return path
 
@@ -278,9 +284,12 @@ class SequenceRun:
         while resume < len(numbers) and self.finished(numbers[resume]):
             resume += 1
         if resume and resume < len(numbers) and self.settings.temporal_strength != 0:
-            for j in self.settings.long_term:
-                if resume - j >= 0:
-                    self.results[numbers[resume - j]] = self.load_state(numbers[resume - j])
+            # Every result the remaining frames look back to, not only the next one's:
+            # frame k+1 reaches k+1-4 when frame k needed only k-1, k-2 and k-4.
+            for back in range(1, max(self.settings.long_term, default=1) + 1):
+                if resume - back >= 0:
+                    number = numbers[resume - back]
+                    self.results[number] = self.load_state(number)
         self.progress.start(len(numbers), len(numbers) - resume, self.out_dir)
         for number in numbers[:resume]:
             self.progress.frame_skipped(number, "resumed")

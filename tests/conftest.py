@@ -13,11 +13,16 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 STYLE = ROOT / "engine" / "styles" / "starry_night.jpg"
 sys.path.insert(0, str(ROOT))
+# Blender writes per-user files on import; keep them out of ~/.config (BLENDER_NOTES.md).
+os.environ.setdefault("BLENDER_USER_RESOURCES", str(ROOT / ".venv" / "blender-user"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: runs Blender or the optimizer for several seconds")
 
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
-    env.setdefault("BLENDER_USER_RESOURCES", str(ROOT / ".venv" / "blender-user"))
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
@@ -59,3 +64,26 @@ def jsonl_events(stdout: str) -> list[dict]:
 
 # Tiny but real settings: enough iterations to stylize visibly at 96x72 on 2 CPU cores.
 FAST = ["--height", "72", "--first-iterations", "30", "--iterations", "15"]
+
+
+def write_multilayer(path: Path, passes: dict, layer: str = "ViewLayer") -> None:
+    """Write an EXR laid out as Blender 5.0 writes it: one part per pass, float32.
+
+    passes: pass name ("Combined", "Vector", "Depth") -> (H, W, C) float32 array.
+    """
+    import numpy as np
+    import OpenEXR
+
+    names = {"Combined": "RGBA", "Vector": "XYZW", "Depth": "Z"}
+    parts = []
+    for pass_name, array in passes.items():
+        channels = {f"{layer}.{pass_name}.{c}": np.ascontiguousarray(array[..., i], np.float32)
+                    for i, c in enumerate(names[pass_name][: array.shape[-1]])}
+        header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+        parts.append(OpenEXR.Part(header, channels, f"{layer}.{pass_name}"))
+    OpenEXR.File(parts).write(str(path))
+
+
+def read_frame(path: Path) -> dict:
+    from engine import exr
+    return exr.read_passes(str(path), exr.read_layout(str(path)))
