@@ -63,7 +63,7 @@ class Settings:
     style_weight: float = 5.0
     style_strength: float = 1.0  # multiplies style_weight (the panel's "style strength")
     tv_weight: float = 1.0e6  # per mean squared neighbour difference, display units [0, 1]
-    temporal_weight: float = 1.0e7  # per mean masked squared difference, display units
+    temporal_weight: float = 3.0e7  # per mean masked squared difference, display units
     temporal_strength: float = 1.0  # multiplies temporal_weight; 0 = independent frames
     long_term: tuple[int, ...] = (1, 2, 4)  # earlier frames the temporal loss looks back to
     style_scale: float = 1.0  # style image height as a fraction of the working height

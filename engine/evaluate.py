@@ -119,7 +119,7 @@ def perceptual_losses(sequence, numbers: list[int], out_dir: str, settings: Sett
             inp, _ = _display(sequence.read(n).rgba)
             out, _ = _display(exr.read_rgba(output_path(out_dir, n)))
             inp, out = resize(inp.to(device), size), resize(out.to(device), size)
-            content_features = {k: v for k, v in stylizer._features(inp).items()
+            content_features = {k: v for k, v in stylizer.features(inp).items()
                                 if k in defaults.CONTENT_LAYERS}
             terms = stylizer.losses(out, content_features, stylizer.style_grams(size), [])
             style.append(float(terms["style"]))

@@ -53,7 +53,6 @@ def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
 
 def inside_frame(flow: torch.Tensor) -> torch.Tensor:
     """N×1×H×W: 1 where p + flow(p) lands inside the frame, else 0."""
-    _, _, h, w = flow.shape
     grid = _sampling_grid(flow)
     inside = (grid.abs() <= 1.0 + 1e-6).all(dim=-1)
     return inside[:, None].to(flow.dtype)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import glob
 import os
 import re
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -244,7 +243,8 @@ def _expand(input_path: str) -> list[str]:
             return exrs
         return [p for p in entries if p.lower().endswith(IMAGE_EXTENSIONS)]
     if "#" in input_path:
-        pattern = re.sub(r"#+", lambda m: "[0-9]" * len(m.group(0)), glob.escape(input_path).replace("[#]", "#"))
+        # Each # is one digit of the frame number (Blender's convention).
+        pattern = re.sub(r"#+", lambda m: "[0-9]" * len(m.group(0)), glob.escape(input_path))
         return sorted(glob.glob(pattern))
     if any(ch in input_path for ch in "*?["):
         return sorted(glob.glob(input_path))

@@ -99,7 +99,8 @@ class Stylizer:
         self.autocast = autocast_dtype(device, self.settings.precision)
         self._grams: dict[tuple[int, int], dict[str, torch.Tensor]] = {}
 
-    def _features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    def features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """VGG activations of a display-space image, in the run's precision (autocast)."""
         context = (torch.autocast(self.device.type, dtype=self.autocast) if self.autocast
                    else contextlib.nullcontext())
         with context:
@@ -114,7 +115,7 @@ class Stylizer:
                 for image, weight in self.styles:
                     h, w = image.shape[-2:]
                     scaled = resize(image, (target_height, max(16, round(w * target_height / h))))
-                    feats = self._features(scaled)
+                    feats = self.features(scaled)
                     for name in defaults.STYLE_LAYERS:
                         g = losses.gram_matrix(feats[name]) * weight
                         blended[name] = blended[name] + g if name in blended else g
@@ -152,7 +153,7 @@ class Stylizer:
     def losses(self, image: torch.Tensor, content_features: dict[str, torch.Tensor],
                grams: dict[str, torch.Tensor], temporal: list[TemporalTerm]) -> dict[str, torch.Tensor]:
         """Unweighted loss terms of `image` (display 1×3×H×W)."""
-        feats = self._features(image)
+        feats = self.features(image)
         terms = {
             "content": sum(losses.content_loss(feats[n], content_features[n])
                            for n in defaults.CONTENT_LAYERS),
@@ -177,7 +178,7 @@ class Stylizer:
                   iterations: int) -> tuple[torch.Tensor, FrameStats]:
         s = self.settings
         with torch.no_grad():
-            feats = self._features(content)
+            feats = self.features(content)
             content_features = {n: feats[n].detach() for n in defaults.CONTENT_LAYERS}
         grams = self.style_grams(tuple(content.shape[-2:]))
         image = init.detach().clone().contiguous().requires_grad_(True)

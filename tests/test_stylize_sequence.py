@@ -38,7 +38,8 @@ def test_output_is_linear_rgba_exr_with_the_input_alpha_and_size(transparent_sho
         # exceeds alpha where the input had no highlights above 1.
         empty = source[..., 3] == 0
         assert np.all(result[empty][:, :3] == 0)
-        assert np.all(result[..., :3] <= result[..., 3:4] * 1.0001 + np.maximum(source[..., :3] - source[..., 3:4], 0))
+        highlights = np.maximum(source[..., :3] - source[..., 3:4], 0)
+        assert np.all(result[..., :3] <= result[..., 3:4] * 1.0001 + highlights)
         # Stylized, not copied.
         assert np.abs(result[..., :3] - source[..., :3]).mean() > 0.02
         # Linear, not display-encoded: mean brightness stays in the input's range.

@@ -1,0 +1,102 @@
+"""The optimizer and losses on small real images with the real VGG19 weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import STYLE
+from engine import defaults, losses
+from engine.defaults import Settings, StyleImage
+from engine.run import load_style_images
+from engine.stylize import Stylizer, TemporalTerm, autocast_dtype, pyramid_sizes, resize
+from engine.vgg import VGGFeatures
+
+
+@pytest.fixture(scope="module")
+def vgg():
+    return VGGFeatures(list(defaults.CONTENT_LAYERS + defaults.STYLE_LAYERS))
+
+
+def _stylizer(vgg, **overrides) -> Stylizer:
+    settings = Settings(styles=[StyleImage(str(STYLE))], **overrides)
+    images, _ = load_style_images(settings.resolved())
+    return Stylizer(settings, vgg, images, torch.device("cpu"))
+
+
+def _content() -> torch.Tensor:
+    y, x = torch.meshgrid(torch.linspace(0, 1, 40), torch.linspace(0, 1, 56), indexing="ij")
+    return torch.stack([x, y, (x * 7).sin() * 0.5 + 0.5])[None]
+
+
+def test_embedded_weights_are_vgg19_with_the_caffe_convention(vgg):
+    assert vgg.convention == "caffe"
+    assert sum(p.numel() for p in vgg.features.parameters()) < 20_024_384  # cut after relu5_1
+    full = VGGFeatures(["relu5_4"])
+    assert sum(p.numel() for p in full.features.parameters()) == 20_024_384  # all 16 convs
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_each_optimizer_lowers_the_loss_and_lbfgs_never_raises_it(vgg, optimizer):
+    stylizer = _stylizer(vgg, optimizer=optimizer)
+    content = _content()
+    image, stats = stylizer.stylize(content, content, [], iterations=20, pyramid=False)
+    assert stats.loss_end < 0.7 * stats.loss_start
+    assert image.min() >= 0 and image.max() <= 1
+    assert stats.iterations <= 20
+
+
+def test_temporal_term_pulls_masked_pixels_to_the_warped_previous_result(vgg):
+    stylizer = _stylizer(vgg)
+    content = _content()
+    target = torch.full_like(content, 0.5)
+    mask = torch.zeros_like(content[:, :1])
+    mask[..., :, :28] = 1  # trust only the left half
+    free, _ = stylizer.stylize(content, content, [], iterations=20, pyramid=False)
+    held, _ = stylizer.stylize(content, content, [TemporalTerm(target, mask)], iterations=20,
+                               pyramid=False)
+
+    def distance(image, half):
+        return float((image[..., half] - target[..., half]).abs().mean())
+
+    left, right = slice(0, 28), slice(28, None)
+    assert distance(held, left) < 0.7 * distance(free, left)
+    assert distance(held, right) > 0.8 * distance(free, right)  # unmasked pixels stay free
+
+
+def test_bf16_autocast_runs_on_the_cpu_and_is_chosen_for_cuda(vgg):
+    assert autocast_dtype(torch.device("cuda"), "auto") is torch.bfloat16
+    assert autocast_dtype(torch.device("cpu"), "auto") is None
+    assert autocast_dtype(torch.device("cpu"), "bf16") is torch.bfloat16
+    content = _content()
+    fp32 = _stylizer(vgg, precision="fp32")
+    bf16 = _stylizer(vgg, precision="bf16")
+    image, stats = bf16.stylize(content, content, [], iterations=10, pyramid=False)
+    assert torch.isfinite(image).all() and stats.loss_end < stats.loss_start
+    # Grams stay float32 and close to the fp32 pass: bf16 only changes the VGG activations.
+    g32, g16 = fp32.style_grams((40, 56)), bf16.style_grams((40, 56))
+    for name in g32:
+        assert g16[name].dtype == torch.float32
+        assert torch.allclose(g16[name], g32[name], rtol=0.1, atol=1e-2 * g32[name].abs().max())
+
+
+def test_blending_style_grams_has_the_gradient_of_blending_style_losses():
+    torch.manual_seed(0)
+    features = torch.rand(1, 8, 6, 6, requires_grad=True)
+    targets = [losses.gram_matrix(torch.rand(1, 8, 6, 6)) for _ in range(2)]
+    weights = [0.7, 0.3]
+    blended = losses.style_loss({"x": features}, {"x": sum(w * t for w, t in zip(weights, targets))})
+    (grad_blended,) = torch.autograd.grad(blended, features)
+    separate = sum(w * losses.style_loss({"x": features}, {"x": t}) for w, t in zip(weights, targets))
+    (grad_separate,) = torch.autograd.grad(separate, features)
+    assert torch.allclose(grad_blended, grad_separate, atol=1e-6)
+
+
+def test_pyramid_and_resize():
+    assert pyramid_sizes((512, 683), 3, 64) == [(128, 171), (256, 342), (512, 683)]
+    assert pyramid_sizes((96, 128), 3, 64) == [(96, 128)]
+    image = torch.rand(1, 3, 64, 64)
+    assert resize(image, (64, 64)) is image
+    assert resize(image, (32, 32)).shape[-2:] == (32, 32)
+    assert np.isclose(float(resize(image, (32, 32)).mean()), float(image.mean()), atol=1e-5)
