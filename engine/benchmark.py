@@ -2,7 +2,8 @@
 to naive per-frame style transfer, measured in one run on this machine.
 
     python -m engine.benchmark [--heights 128,256,512] [--frames 6] [--probe 1080]
-                               [--naive-budget 400] [--quick] [--json out.json]
+                               [--naive-frames 2] [--naive-budget 400] [--threads N]
+                               [--quick] [--json out.json]
     python -m engine.benchmark --levers [--json levers.json]   # one lever at a time, 256 px
     python -m engine.benchmark --report out.json                # re-print a saved (partial) run
 
@@ -32,16 +33,21 @@ working size is the render's own size and nothing is resized. Per height:
   f. naive    independent per-frame Gatys, written here: content init, torch's L-BFGS as
               the PyTorch tutorial uses it (no line search), 300 evaluations, no temporal
               term, no warm start, no pyramid, no early stop; same VGG, losses and loss
-              weights as the engine. Seconds per frame, warping error and style loss, on as
-              many frames as `--naive-budget` allows (at least 2: one warping-error pair).
-              When even one frame would exceed the budget only its speed is measured (10
-              evaluations, extrapolated: without a line search every evaluation costs the
-              same), and the output says so.
+              weights as the engine. Seconds per frame, warping error and style loss on the
+              first `--naive-frames` frames (2: one warping-error pair), compared with the
+              engine's on the same frames. When one naive frame would take longer than
+              `--naive-budget` seconds, only its speed is measured (10 evaluations,
+              extrapolated: without a line search every evaluation costs the same), and the
+              output says so.
 
 Then the issue's targets with PASS or MISS and by how much. `--probe 1080` (on by default)
-adds a memory probe at that height: the floor, and peak memory of a 2-frame run with a few
-iterations, plus the L-BFGS history those few iterations did not fill yet (an estimate,
-printed separately).
+adds a memory probe at that height: the floor, and the peak memory of a 2-frame run with
+one iteration per level, plus the L-BFGS history that a long run fills and this one did not
+(an estimate, printed separately).
+
+`--levers` measures each known speed lever on its own at 256 px (channels_last, bf16
+autocast, Grams cached or recomputed, VGG cut at relu5_1 or not, early stop on or off,
+and OpenMP's wait policy alone and next to a busy process).
 
 Renders come from `tests/render_shot.py` in a subprocess (bpy and torch never share a
 process) and are cached in the temp dir, one folder per size. Numbers are printed, not
@@ -55,6 +61,7 @@ import argparse
 import contextlib
 import copy
 import dataclasses
+import importlib
 import json
 import os
 import platform
@@ -103,7 +110,6 @@ TARGET_MEMORY_HEIGHT = 1080
 SHOT_FRAMES = 250  # the issue's shot length, for the projected seconds per frame
 
 GB = 1024 ** 3
-MB = 1024 ** 2
 
 
 class BenchmarkError(RuntimeError):
@@ -126,9 +132,10 @@ class Plan:
     speed_iterations: int = 20  # iterations timed in b (10 at 512 px and above)
     warm_frames: int = 2  # warm frames measured in c
     naive_evaluations: int = NAIVE_EVALUATIONS
-    naive_budget: float = 400.0  # seconds of naive work per height (at least 2 frames)
+    naive_frames: int = 2  # frames of the naive reference (2: one warping-error pair)
+    naive_budget: float = 400.0  # s: above this per frame, the naive speed only
     probe_height: int | None = TARGET_MEMORY_HEIGHT
-    probe_iterations: int = 2
+    probe_iterations: int = 1
     device: str = "auto"
     threads: int | None = None  # torch threads in the workers; None: torch's default
 
@@ -152,27 +159,30 @@ class Plan:
 # Memory and small helpers (used inside the workers)
 # ---------------------------------------------------------------------------------------
 
+def _psutil() -> Any:
+    """The psutil module if it is installed (optional), else None."""
+    try:
+        return importlib.import_module("psutil")
+    except ImportError:
+        return None
+
+
 def peak_rss() -> int | None:
     """This process's peak resident memory in bytes so far (the OS high-water mark)."""
     try:
         import resource
     except ImportError:  # Windows: psutil's peak working set, if psutil is there
-        try:
-            import psutil  # type: ignore[import-not-found]
-            return int(psutil.Process().memory_info().peak_wset)
-        except (ImportError, AttributeError):
-            return None
+        psutil = _psutil()
+        return int(psutil.Process().memory_info().peak_wset) if psutil else None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak) if sys.platform == "darwin" else int(peak) * 1024  # Linux: kilobytes
 
 
 def current_rss() -> int | None:
     """This process's resident memory in bytes now."""
-    try:
-        import psutil  # type: ignore[import-not-found]
+    psutil = _psutil()
+    if psutil:
         return int(psutil.Process().memory_info().rss)
-    except ImportError:
-        pass
     try:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -284,8 +294,9 @@ class EvaluationLog:
         param = self.optimizers[optimizer].param_groups[0]["params"][0]
         return int(param.shape[-2] * param.shape[-1])
 
-    def trajectory(self, optimizer: int) -> list[float]:
-        """L (gatys) at the start and after each iteration of one optimizer.
+    def trajectory(self, optimizer: int, objective: bool = False) -> list[float]:
+        """L (gatys) at the start and after each iteration of one optimizer; with
+        `objective`, the total the optimizer minimizes instead.
 
         Iteration k's result is the evaluation tagged k with the lowest objective: the
         point the strong-Wolfe line search accepted (it returns the best point it tried).
@@ -294,7 +305,7 @@ class EvaluationLog:
         for e in self.evaluations:
             if e.optimizer == optimizer and (e.iteration not in best or e.total < best[e.iteration].total):
                 best[e.iteration] = e
-        return [best[k].gatys for k in sorted(best)]
+        return [best[k].total if objective else best[k].gatys for k in sorted(best)]
 
 
 class TrackingStylizer(Stylizer):
@@ -378,14 +389,14 @@ def naive_gatys(vgg: VGGFeatures, content: torch.Tensor, style_grams: dict[str, 
                                               for n in defaults.CONTENT_LAYERS)
                 + settings.style_weight * settings.style_strength * losses.style_loss(out, style_grams)
                 + settings.tv_weight * losses.total_variation(image))
-        loss.backward()  # type: ignore[union-attr]
+        loss.backward()
         count += 1
-        return loss  # type: ignore[return-value]
+        return loss
 
     while count < evaluations:
         # Without a line search a step of n iterations makes exactly n evaluations.
         optimizer.param_groups[0]["max_iter"] = min(20, evaluations - count)
-        optimizer.step(closure)  # type: ignore[arg-type]
+        optimizer.step(closure)
     with torch.no_grad():
         return image.clamp_(0, 1).detach()
 
@@ -451,7 +462,7 @@ def phase_convergence(render_dir: str, height: int, first_iterations: int | None
                 "finest_to_target": reached,
                 "to_target": None if reached is None else coarse_iterations + reached,
                 "to_target_finest_equivalent": None if reached is None else coarse_equivalent + reached,
-                "loss_start": trajectory[0], "loss_end": trajectory[-1]}
+                "loss_start": trajectory[0], "loss_end": trajectory[-1], "trajectory": trajectory}
         run.results[first] = image
 
         # Warm starts: as SequenceRun starts them (warped previous, holes filled).
@@ -465,7 +476,9 @@ def phase_convergence(render_dir: str, height: int, first_iterations: int | None
             warm.append({"frame": number, "budget": s.iterations,
                          "iterations": log.iterations(len(log.optimizers) - 1),
                          "to_target": first_at_or_below(trajectory, target),
-                         "loss_start": trajectory[0], "loss_end": trajectory[-1]})
+                         "loss_start": trajectory[0], "loss_end": trajectory[-1],
+                         "trajectory": trajectory,
+                         "objective": log.trajectory(len(log.optimizers) - 1, objective=True)})
             run.results[number] = image
         memory = memory_report(baseline)
     return {"target": target, "tolerance": CONVERGENCE_TOLERANCE, "cold": cold, "warm": warm,
@@ -502,8 +515,8 @@ def phase_sequence(render_dir: str, height: int, first_iterations: int | None,
         summary = run.run()
         memory = memory_report(baseline)  # before evaluate() loads its own VGG
         frames = [{k: v for k, v in f.items() if k != "done_at"} for f in progress.frames]
-        options = {"height": height, "device": device, "styles": [StyleImage(defaults.DEFAULT_STYLE)]}
-        quality = _quality(evaluate(render_dir, out, **options))
+        quality = _quality(evaluate(render_dir, out, height=height, device=device,
+                                    styles=[StyleImage(defaults.DEFAULT_STYLE)]))
         numbers = run.sequence.numbers
         subset = None
         if 2 <= compare_frames < len(numbers):
@@ -618,7 +631,7 @@ def phase_levers(render_dir: str, height: int, iterations: int, repeats: int,
     base = bench_settings(height, device, precision="fp32", **EARLY_STOP_OFF)
     styles = load_style_images(base)[0]
     vgg = VGGFeatures(LAYERS).to(dev)
-    channels_last = copy.deepcopy(vgg).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    channels_last = copy.deepcopy(vgg).to(memory_format=torch.channels_last)
     full = VGGFeatures(LAYERS + ["pool5"]).to(dev)  # all 16 convs: nothing cut after relu5_1
     bf16 = dataclasses.replace(base, precision="bf16")
     variants: dict[str, Stylizer] = {
@@ -773,13 +786,13 @@ def say(text: str = "") -> None:
 
 
 def naive_schedule(plan: Plan, per_evaluation: float | None) -> tuple[int, bool]:
-    """(frames, time_only) for the naive reference within `plan.naive_budget` seconds."""
+    """(frames, time_only) of the naive reference: `plan.naive_frames` frames, or its speed
+    only when one frame would take more than `plan.naive_budget` seconds (estimated from
+    the engine's seconds per evaluation: both are one VGG forward+backward)."""
+    frames = min(plan.frames, max(2, plan.naive_frames))
     if plan.quick or per_evaluation is None:
-        return plan.frames, False
-    per_frame = plan.naive_evaluations * per_evaluation
-    if per_frame > plan.naive_budget:
-        return 0, True
-    return min(plan.frames, max(2, int(plan.naive_budget // per_frame))), False
+        return frames, False
+    return (0, True) if plan.naive_evaluations * per_evaluation > plan.naive_budget else (frames, False)
 
 
 def run_benchmark(plan: Plan, json_path: str | None) -> dict[str, Any]:
@@ -1213,8 +1226,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny budgets: proves the script runs")
     p.add_argument("--probe", default=str(TARGET_MEMORY_HEIGHT),
                    help="height of the memory probe, or 'none' (default 1080; off in --quick)")
+    p.add_argument("--naive-frames", type=int, default=2,
+                   help="frames of the naive reference (default 2: one warping-error pair)")
     p.add_argument("--naive-budget", type=float, default=400.0,
-                   help="seconds of naive-reference work per height (default 400)")
+                   help="seconds per naive frame above which only its speed is measured "
+                   "(default 400)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, ...")
     p.add_argument("--threads", type=int, help="torch threads per measurement (default: torch's)")
     p.add_argument("--json", help="write the results here (updated after every measurement)")
@@ -1249,8 +1265,9 @@ def main(argv: list[str] | None = None) -> int:
         plan = Plan.make_quick(heights, frames, args.device, args.threads)
     else:
         probe = None if args.probe.lower() == "none" else int(args.probe)
-        plan = Plan(heights=heights, frames=frames, naive_budget=args.naive_budget,
-                    probe_height=probe, device=args.device, threads=args.threads)
+        plan = Plan(heights=heights, frames=frames, naive_frames=args.naive_frames,
+                    naive_budget=args.naive_budget, probe_height=probe, device=args.device,
+                    threads=args.threads)
     try:
         run_benchmark(plan, args.json)
     except BenchmarkError as exc:
