@@ -25,7 +25,8 @@ from .errors import FlowstyleError
 from .estimated_flow import estimate_flow
 from .frames import Sequence, open_sequence
 from .progress import Progress
-from .stylize import Stylizer, TemporalTerm, resize, resolve_device
+from .stylize import (BASE_BYTES, Stylizer, TemporalTerm, autocast_dtype, available_bytes,
+                      bytes_per_pixel, estimate_peak_bytes, resize, resolve_device)
 from .vgg import VGGFeatures
 
 OUTPUT_PATTERN = "flowstyle_{:04d}.exr"
@@ -85,6 +86,28 @@ def check_writable(out_dir: str) -> None:
                              "Choose another folder with --out, or fix its permissions.") from exc
 
 
+def check_memory(size: tuple[int, int], device: torch.device, precision: str) -> None:
+    """Refuse, with the fix, a working size whose optimization would not fit in memory.
+
+    Large frames are fine: they are stylized at the working height and upsampled. Only a
+    working height set near a 4K frame's own (--height 0 or --height 2160) can need more
+    memory than the machine has; without this check the process would be killed mid-run.
+    """
+    free = available_bytes(device)
+    precision_bytes = 2 if autocast_dtype(device, precision) else 4
+    need = estimate_peak_bytes(*size, precision_bytes=precision_bytes)
+    if free is None or need <= 0.9 * free:
+        return
+    pixels = (0.9 * free - BASE_BYTES) / bytes_per_pixel(precision_bytes)
+    fits = int((max(pixels, 0) * size[0] / size[1]) ** 0.5) // 8 * 8
+    advice = (f"Lower the working height (--height {fits} fits; frames are upsampled to their "
+              "own size afterwards), or free memory." if fits >= 32 else
+              "Free memory or use a machine with more.")
+    raise FlowstyleError(f"a working size of {size[1]}x{size[0]} needs about {need / 2**30:.1f} GB "
+                         f"to optimize, but only {free / 2**30:.1f} GB is free on {device}. "
+                         + advice)
+
+
 @dataclass
 class _Inputs:
     """One frame, ready for the loop. Tensors are full resolution on the run's device."""
@@ -134,6 +157,7 @@ class SequenceRun:
         self.stylizer = Stylizer(s, self.vgg, self.style_images, self.device)
         h, w = self.sequence.height, self.sequence.width
         self.size = working_size(h, w, s.height or 0)
+        check_memory(self.size, self.device, s.precision)
         self._inputs: dict[int, _Inputs] = {}
         self._backward: dict[int, torch.Tensor] = {}  # frame t -> flow t→t-1 (full res)
         self._forward: dict[int, torch.Tensor] = {}  # frame t -> flow t-1→t (full res)

@@ -10,6 +10,7 @@ level, and need far fewer iterations.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -40,6 +41,7 @@ class FrameStats:
 
     iterations: int = 0  # optimizer iterations over all levels
     evaluations: int = 0  # VGG forward+backward passes (L-BFGS's line search adds some)
+    restarts: int = 0  # times the optimizer diverged and went back to its best image
     seconds: float = 0.0
     loss_start: float = 0.0  # total loss at the start of the finest level
     loss_end: float = 0.0
@@ -63,6 +65,42 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
         return None
     return torch.bfloat16
+
+
+# Peak memory of one optimization step, measured on the CPU with float32 (benchmark.py):
+# VGG19 activations to relu5_1 kept for the backward pass plus their gradients, per pixel
+# of the working size. Block 1 (64 channels at full size) dominates, which is also why
+# checkpointing VGG blocks did not lower the peak (measured: it rose, 2.8 -> 4.1 KB/px).
+VGG_BYTES_PER_PIXEL = 2800
+LBFGS_HISTORY = 20  # L-BFGS keeps this many (step, gradient) pairs of the image
+
+
+BASE_BYTES = 600 * 2**20  # the network, torch itself and a few frames of input
+
+
+def estimate_peak_bytes(height: int, width: int, precision_bytes: int = 4) -> int:
+    """Rough peak memory (bytes) to optimize one frame of height×width on one device."""
+    return BASE_BYTES + height * width * bytes_per_pixel(precision_bytes)
+
+
+def bytes_per_pixel(precision_bytes: int = 4) -> int:
+    """Memory per working pixel: VGG activations and gradients plus L-BFGS's history."""
+    return VGG_BYTES_PER_PIXEL * precision_bytes // 4 + 2 * LBFGS_HISTORY * 3 * 4
+
+
+def available_bytes(device: torch.device) -> int | None:
+    """Free memory on `device` (bytes), or None when it cannot be told."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
 
 def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -144,6 +182,7 @@ class Stylizer:
                                                 temporal if finest else [], iterations)
             stats.iterations += level_stats.iterations
             stats.evaluations += level_stats.evaluations
+            stats.restarts += level_stats.restarts
             if finest:
                 stats.loss_start, stats.loss_end, stats.terms = (
                     level_stats.loss_start, level_stats.loss_end, level_stats.terms)
@@ -195,20 +234,24 @@ class Stylizer:
             return loss
 
         window = max(1, s.early_stop_window)
-        if s.optimizer == "lbfgs":
-            # Strong-Wolfe line search: without it L-BFGS sometimes ends a frame worse than
-            # it began (single-frame pops); with it the loss never rises, at the same cost.
-            optimizer: torch.optim.Optimizer = torch.optim.LBFGS(
-                [image], lr=1.0, max_iter=window, history_size=20, tolerance_grad=0.0,
-                tolerance_change=0.0, line_search_fn="strong_wolfe")
-        elif s.optimizer == "adam":
-            optimizer = torch.optim.Adam([image], lr=s.adam_lr)
-        else:
+
+        def make_optimizer(lr_scale: float) -> torch.optim.Optimizer:
+            if s.optimizer == "lbfgs":
+                # Strong-Wolfe line search: without it L-BFGS sometimes ends a frame worse
+                # than it began (single-frame pops); with it the loss never rises.
+                return torch.optim.LBFGS([image], lr=lr_scale, max_iter=window,
+                                         history_size=LBFGS_HISTORY, tolerance_grad=0.0,
+                                         tolerance_change=0.0, line_search_fn="strong_wolfe")
+            if s.optimizer == "adam":
+                return torch.optim.Adam([image], lr=s.adam_lr * lr_scale)
             raise ValueError(f"unknown optimizer {s.optimizer!r}: use 'lbfgs' or 'adam'")
 
+        lr_scale = 1.0
+        optimizer = make_optimizer(lr_scale)
         with torch.no_grad():
             previous = float(self.weighted(self.losses(image, content_features, grams, temporal)))
         stats.loss_start = previous
+        best = image.detach().clone()
         while stats.iterations < iterations:
             steps = min(window, iterations - stats.iterations)
             if s.optimizer == "lbfgs":
@@ -223,9 +266,20 @@ class Stylizer:
                     optimizer.step(closure)  # type: ignore[arg-type]
                 stats.iterations += steps
             current = float(self.weighted(last_terms).detach())
-            if not torch.isfinite(image).all():
-                raise FloatingPointError("the optimization diverged (NaN); lower the style or "
-                                         "temporal strength, or use --optimizer lbfgs")
+            if not (math.isfinite(current) and bool(torch.isfinite(image).all())):
+                # A curvature estimate from nearly flat directions can send one L-BFGS step
+                # to absurd pixel values (seen on smooth gradients); the quartic Gram loss
+                # then overflows. Go back to the best image, forget the history, take
+                # smaller steps. Never hand a NaN frame to the user.
+                stats.restarts += 1
+                with torch.no_grad():
+                    image.copy_(best)
+                if stats.restarts > 3:
+                    break
+                lr_scale /= 4
+                optimizer = make_optimizer(lr_scale)
+                continue
+            best = image.detach().clone()
             converged = previous - current < s.early_stop * abs(previous)
             previous = current
             if converged:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import read_frame, write_multilayer
-from engine import vgg
+from engine import exr, vgg
 from engine.cli import main
 
 TINY = ["--height", "32", "--first-iterations", "2", "--iterations", "1", "--progress", "none"]
@@ -122,3 +122,51 @@ def test_a_weights_file_that_is_not_vgg19(capsys, frames, tmp_path):
     torch.save({"0.weight": torch.zeros(8, 3, 3, 3)}, bogus)
     code, err = run(capsys, str(frames), "--weights", str(bogus), "--out", str(tmp_path / "o"), *TINY)
     assert code == 2 and "not VGG19 weights" in err
+
+
+def test_a_working_size_too_large_for_memory_is_refused_with_the_height_that_fits(
+        capsys, frames, tmp_path, monkeypatch):
+    import re
+
+    from engine import run as run_module
+    from engine.stylize import estimate_peak_bytes
+    # Free memory for a 48 px working height, not for the frames' own 72.
+    free = int(estimate_peak_bytes(48, 64) / 0.9) + 1
+    monkeypatch.setattr(run_module, "available_bytes", lambda device: free)
+    code, err = run(capsys, str(frames), "--out", str(tmp_path / "o"), "--height", "0",
+                    "--progress", "none")
+    assert code == 2
+    assert "96x72" in err and "GB is free" in err
+    fits = int(re.search(r"--height (\d+) fits", err).group(1))
+    assert 40 <= fits <= 48
+    assert not list((tmp_path / "o").glob("flowstyle_*")), "refused before any work"
+    code, _ = run(capsys, str(frames), "--out", str(tmp_path / "o"), "--height", str(fits),
+                  "--first-iterations", "1", "--iterations", "1", "--frames", "1:2",
+                  "--progress", "none")
+    assert code == 0, "the suggested height must be accepted"
+
+
+def test_4k_frames_stylize_at_the_working_height_within_bounded_memory(tmp_path):
+    import resource
+    import subprocess
+    import sys
+
+    from conftest import ROOT, _env
+    folder = tmp_path / "uhd"
+    folder.mkdir()
+    h, w = 2160, 3840
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    for n in (1, 2):
+        rgb = np.stack([x / w, y / h, np.full_like(x, 0.3)], -1) * 0.8
+        rgba = np.concatenate([rgb, np.ones_like(x)[..., None]], -1)
+        vectors = np.zeros((h, w, 4), np.float32)
+        vectors[..., 0] = -4.0 if n == 2 else 0.0  # everything moved 4 px right
+        write_multilayer(folder / f"render_{n:04d}.exr", {"Combined": rgba, "Vector": vectors})
+    out = tmp_path / "out"
+    code = subprocess.run([sys.executable, "-m", "engine", "stylize", str(folder), "--out", str(out),
+                           "--height", "64", "--first-iterations", "2", "--iterations", "1",
+                           "--progress", "none"], env=_env(), cwd=ROOT, timeout=600).returncode
+    assert code == 0
+    assert exr.read_rgba(str(out / "flowstyle_0002.exr")).shape == (h, w, 4)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    assert peak < 4 * 2**30, f"peak {peak / 2**30:.1f} GB for 4K frames at a 64 px working height"
