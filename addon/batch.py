@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     ck = sub.add_parser("check", help="check the engine interpreter (torch, device, weights)")
     ck.add_argument("--python", help="interpreter that runs the engine")
     ck.add_argument("--engine-root", help="folder containing the engine package (advanced)")
+    ck.add_argument("--weights", help="the weights source to check for (default: preferences)")
+    ck.add_argument("--device", help="the device to check for (default: preferences)")
     return parser
 
 
@@ -155,8 +157,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     if root is None:
         _error("the engine was not found next to the add-on: reinstall the extension")
         return 1
-    python = args.python or preferences.engine_prefs().python
-    result = engine_client.run_check(python, root)
+    prefs = preferences.engine_prefs()
+    result = engine_client.run_check(args.python or prefs.python, root,
+                                     args.weights or prefs.weights, args.device or prefs.device)
     _print(result.summary())
     for fix in result.fixes:
         _print("fix: " + fix)

@@ -161,13 +161,19 @@ def parse_check_output(returncode: int, stdout: str, stderr: str) -> CheckResult
     return CheckResult(ok, info, problems, fixes)
 
 
-def run_check(python: str, engine_root: str, timeout: float = 180.0) -> CheckResult:
+def check_command(python: str, weights: str, device: str) -> list[str]:
+    """`engine check` for the weights and device the user chose: only those can fail it."""
+    return engine_command(python, "check", "--json", "--weights", weights, "--device", device)
+
+
+def run_check(python: str, engine_root: str, weights: str = "caffe", device: str = "auto",
+              timeout: float = 180.0) -> CheckResult:
     """Run `engine check --json` and wait for it (used by the preferences button and batch)."""
     problem = check_interpreter(python)
     if problem:
         return CheckResult(False, {}, [problem], [])
     try:
-        proc = subprocess.run(engine_command(python, "check", "--json"),
+        proc = subprocess.run(check_command(python, weights, device),
                               env=engine_env(engine_root), cwd=engine_root,
                               capture_output=True, text=True, timeout=timeout,
                               creationflags=_popen_flags())
@@ -179,7 +185,8 @@ def run_check(python: str, engine_root: str, timeout: float = 180.0) -> CheckRes
 class CheckProcess:
     """`engine check --json` started in the background and polled (for the UI's modal run)."""
 
-    def __init__(self, python: str, engine_root: str) -> None:
+    def __init__(self, python: str, engine_root: str, weights: str = "caffe",
+                 device: str = "auto") -> None:
         self._python = python
         self._proc: subprocess.Popen[str] | None = None
         self._result: CheckResult | None = None
@@ -189,7 +196,7 @@ class CheckProcess:
             return
         try:
             self._proc = subprocess.Popen(
-                engine_command(python, "check", "--json"), env=engine_env(engine_root),
+                check_command(python, weights, device), env=engine_env(engine_root),
                 cwd=engine_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                 creationflags=_popen_flags())
         except OSError as exc:

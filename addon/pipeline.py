@@ -35,7 +35,7 @@ from .render import FrameRenderer
 
 # Successful engine checks by (python, engine root): the check imports torch (seconds), and
 # its answer does not change while Blender runs unless the environment does.
-_CHECK_CACHE: dict[tuple[str, str], CheckResult] = {}
+_CHECK_CACHE: dict[tuple[str, str, str, str], CheckResult] = {}
 
 # Runs in progress, by scene name (the panel shows them; Blender exit stops them).
 ACTIVE: dict[str, StylizeRun] = {}
@@ -110,6 +110,11 @@ class StylizeRun:
         self._engine: EngineProcess | None = None
         self._render_total = 0
 
+    def _check_key(self) -> tuple[str, str, str, str]:
+        """(python, engine root, weights, device): what the engine check depends on."""
+        return (self.spec.python, resolve_engine_root(self.spec) or "", self.spec.weights,
+                self.spec.device)
+
     # -- driving -----------------------------------------------------------------------------
 
     @property
@@ -126,7 +131,7 @@ class StylizeRun:
             raise StylizeError("\n".join(problems))
         self.renderer = FrameRenderer(scene, self.view_layer, self.spec)
         ACTIVE[self.scene_name] = self
-        key = (self.spec.python, resolve_engine_root(self.spec) or "")
+        key = self._check_key()
         cached = _CHECK_CACHE.get(key)
         if cached is not None:
             self._after_check(cached)
@@ -178,7 +183,7 @@ class StylizeRun:
         if result is not None:
             self._check = None
             if result.ok:
-                _CHECK_CACHE[(self.spec.python, resolve_engine_root(self.spec) or "")] = result
+                _CHECK_CACHE[self._check_key()] = result
             self._after_check(result)
 
     def _after_check(self, result: CheckResult) -> None:

@@ -113,7 +113,8 @@ class FLOWSTYLE_OT_check_engine(bpy.types.Operator):
             self.report({"ERROR"}, "The engine is missing from this add-on: reinstall Flowstyle.")
             return {"CANCELLED"}
         # Blocks for a few seconds (torch imports slowly); fine for a button the user pressed.
-        result = engine_client.run_check(engine_prefs().python, root)
+        prefs = engine_prefs()
+        result = engine_client.run_check(prefs.python, root, prefs.weights, prefs.device)
         LAST_CHECK["result"] = result
         if result.ok:
             self.report({"INFO"}, "Flowstyle engine OK: " + result.summary())

@@ -245,3 +245,23 @@ def test_save_writes_the_wiring_into_the_blend(
     assert not pipeline.ACTIVE
     assert json.loads((tmp_path / "out" / "job.json").read_text())["frames"] == [1, 3]
     assert os.path.isfile(blend)
+
+
+def test_real_engine_check_reports_the_chosen_device(capsys: pytest.CaptureFixture[str]) -> None:
+    """Only what the user chose can fail the check: CUDA on a machine without a GPU does."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    assert batch.main(["check", "--python", sys.executable, "--engine-root", root,
+                       "--device", "cpu"]) == 0
+    capsys.readouterr()
+    if torch_sees_cuda():
+        pytest.skip("this machine has a CUDA GPU")
+    assert batch.main(["check", "--python", sys.executable, "--engine-root", root,
+                       "--device", "cuda"]) == 1
+    assert "sees no CUDA GPU" in capsys.readouterr().err
+
+
+def torch_sees_cuda() -> bool:
+    import subprocess
+    probe = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.is_available())"],
+                           capture_output=True, text=True)
+    return probe.stdout.strip() == "True"
