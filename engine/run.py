@@ -206,27 +206,28 @@ class SequenceRun:
         earlier frame that saw it: mask_j minus the masks of nearer frames, floored at 0.
         """
         first = self.sequence.numbers[0]
+        look_back = set(self.settings.long_term)
         terms: list[TemporalTerm] = []
         covered = None
         backward_1 = None
         cur = self.inputs(number)
-        for j in sorted(self.settings.long_term):
-            if number - j < first or (number - j) not in self.results:
+        backward = forward = None  # t→t-k on t's grid, t-k→t on t-k's grid, grown by one each k
+        for k in range(1, max(look_back, default=0) + 1):
+            if number - k < first or (number - k) not in self.results:
+                break
+            step_back, step_forward = self.flows(number - k + 1)  # t-k+1→t-k, t-k→t-k+1
+            backward = step_back if backward is None else flowlib.compose(backward, step_back)
+            forward = step_forward if forward is None else flowlib.compose(step_forward, forward)
+            if k not in look_back:
                 continue
-            backward = self.flows(number)[0]
-            for step in range(1, j):
-                backward = flowlib.compose(backward, self.flows(number - step)[0])
-            forward = self.flows(number - j + 1)[1]
-            for step in range(j - 2, -1, -1):
-                forward = flowlib.compose(forward, self.flows(number - step)[1])
-            prev = self.inputs(number - j)
+            prev = self.inputs(number - k)
             mask = flowlib.reliability_mask(backward, forward, cur.depth, prev.depth)
             own = mask if covered is None else (mask - covered).clamp_min(0)
             covered = mask if covered is None else torch.maximum(covered, mask)
             small_flow = flowlib.resize_flow(backward, self.size)
-            if j == 1:
+            if k == 1:
                 backward_1 = small_flow
-            warped = flowlib.warp(self.results[number - j], small_flow)
+            warped = flowlib.warp(self.results[number - k], small_flow)
             terms.append(TemporalTerm(warped, resize(own, self.size)))
         return terms, backward_1
 
