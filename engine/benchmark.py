@@ -414,14 +414,19 @@ def phase_speed(render_dir: str, height: int, runs: int, warmup: int, iterations
     settings = bench_settings(height, device, **EARLY_STOP_OFF)
     stylizer = Stylizer(settings, vgg, load_style_images(settings)[0], dev)
     baseline = current_rss()
-    floor = vgg_floor(vgg, image, runs, warmup)
+    before = vgg_floor(vgg, image, runs, warmup)
     size = (image.shape[-2], image.shape[-1])
     start = time.perf_counter()
     stylizer.style_grams(size)  # computed once per run and size; timed for the record
     grams_seconds = time.perf_counter() - start
     stylizer.stylize(image, image, [], 2, pyramid=False)  # warm-up
     _, stats = stylizer.stylize(image, image, [], iterations, pyramid=False)
-    return {"size": [size[1], size[0]], "floor": floor, "grams_seconds": grams_seconds,
+    # The floor again after b: if other work on the machine came or went meanwhile, the
+    # two disagree and the ratio b/a cannot be trusted (the table flags it).
+    after = vgg_floor(vgg, image, runs, 1)
+    floor = (before + after) / 2
+    return {"size": [size[1], size[0]], "floor": floor, "floor_before": before, "floor_after": after,
+            "grams_seconds": grams_seconds,
             "iterations": stats.iterations, "evaluations": stats.evaluations,
             "seconds": stats.seconds, "per_iteration": stats.seconds / max(1, stats.iterations),
             "per_evaluation": stats.seconds / max(1, stats.evaluations),
@@ -977,6 +982,7 @@ def print_header(results: dict[str, Any]) -> None:
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> None:
+    rows = [r + ["-"] * (len(headers) - len(r)) for r in rows]  # short rows: pending phases
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     def line(cells: list[str]) -> str:  # first column left-aligned, numbers right-aligned
         return "  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
@@ -1001,6 +1007,23 @@ def sequence_numbers(seq: dict[str, Any]) -> dict[str, float]:
             "projected": (first + (SHOT_FRAMES - 1) * mean_later) / SHOT_FRAMES}
 
 
+def _unsteady(speed: dict[str, Any]) -> str:
+    """'!' when the floor measured before and after b differ by more than 20%."""
+    before, after = speed.get("floor_before"), speed.get("floor_after")
+    if not before or not after:
+        return ""
+    return "!" if max(before, after) > 1.2 * min(before, after) else ""
+
+
+def warm_iteration_seconds(seq: dict[str, Any] | None) -> float | None:
+    """Seconds per iteration over the warm frames of a sequence run (all but the first)."""
+    if not seq or len(seq["frames"]) < 2:
+        return None
+    frames = seq["frames"][1:]
+    iterations = sum(int(f.get("iterations") or 0) for f in frames)
+    return sum(f["optimize_seconds"] for f in frames) / iterations if iterations else None
+
+
 def warm_cold_ratios(c: dict[str, Any]) -> tuple[float | None, float | None]:
     """(slowest warm frame's iterations to T / cold's, same over cold's finest-equivalent)."""
     warm = [w["to_target"] for w in c["warm"]]
@@ -1018,18 +1041,26 @@ def print_tables(results: dict[str, Any]) -> None:
     for h, row in rows.items():
         s = _ok(row, "speed")
         if not s:
-            table.append([h, "error" if row.get("speed") else "-"] + ["-"] * 6)
+            table.append([h, "error" if row.get("speed") else "-"] + ["-"] * 8)
             continue
-        table.append([h, f"{s['size'][0]}x{s['size'][1]}", f"{s['floor']:.3f}",
+        warm = warm_iteration_seconds(_ok(row, "sequence"))
+        table.append([h, f"{s['size'][0]}x{s['size'][1]}", f"{s['floor']:.3f}{_unsteady(s)}",
                       f"{s['per_evaluation']:.3f}", f"{s['per_iteration']:.3f}",
                       f"{s['evaluations'] / max(1, s['iterations']):.2f}",
-                      f"{s['per_evaluation'] / s['floor']:.2f}", f"{s['per_iteration'] / s['floor']:.2f}"])
+                      f"{s['per_evaluation'] / s['floor']:.2f}", f"{s['per_iteration'] / s['floor']:.2f}",
+                      _f(warm, ".3f"), _f(None if warm is None else warm / s["floor"], ".2f")])
     probe = results.get("probe")
     if probe and "error" not in probe:
         table.append([f"{probe['size'][1]}*", f"{probe['size'][0]}x{probe['size'][1]}", f"{probe['floor']:.3f}",
                       "-", f"~{probe['per_iteration_rough']:.2f}", "-", "-",
-                      f"~{probe['per_iteration_rough'] / probe['floor']:.2f}"])
-    _table(["height", "size", "a: s", "s/eval", "b: s/iter", "evals/iter", "eval/a", "b/a"], table)
+                      f"~{probe['per_iteration_rough'] / probe['floor']:.2f}", "-", "-"])
+    _table(["height", "size", "a: s", "s/eval", "b: s/iter", "evals/iter", "eval/a", "b/a",
+            "b warm: s/iter", "b/a warm"], table)
+    say(f"  b: {results['plan']['speed_iterations']} iterations on frame 1 from its content (10 at "
+        "512 px and up), incl. per-frame setup. b warm: the warm frames of the sequence run (d): "
+        "their optimization seconds over their iterations. a: mean of the floor before and "
+        "after b; '!' marks a floor that changed by more than 20% meanwhile (other load: "
+        "b/a unreliable).")
     if probe and "error" not in probe:
         say(f"  * memory probe: {probe['iterations']} iterations per frame, s/iteration includes "
             "per-frame setup (rough).")
@@ -1141,6 +1172,11 @@ def print_targets(results: dict[str, Any]) -> None:
             ratio = s["per_iteration"] / s["floor"]
             table.append([f"b/a at {h}", f"{ratio:.2f}", f"<= {TARGET_ITERATION_RATIO}",
                           _verdict(ratio, TARGET_ITERATION_RATIO, True)])
+            warm = warm_iteration_seconds(d)
+            if warm is not None:
+                table.append(["  same, warm frames of the sequence run", f"{warm / s['floor']:.2f}",
+                              f"<= {TARGET_ITERATION_RATIO}",
+                              _verdict(warm / s["floor"], TARGET_ITERATION_RATIO, True)])
         if c:
             plain, equivalent = warm_cold_ratios(c)
             for label, value in ((f"warm/cold iterations at {h}", plain),

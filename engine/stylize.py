@@ -72,7 +72,8 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
 # of the working size. Block 1 (64 channels at full size) dominates, which is also why
 # checkpointing VGG blocks did not lower the peak (measured: it rose, 2.8 -> 4.1 KB/px).
 VGG_BYTES_PER_PIXEL = 2800
-LBFGS_HISTORY = 20  # L-BFGS keeps this many (step, gradient) pairs of the image
+LBFGS_HISTORY = 10  # L-BFGS keeps this many (step, gradient) pairs of the image (memory:
+# 2 image-sized vectors each; 10 saves 0.37 GB at 1080p against 20)
 
 
 BASE_BYTES = 600 * 2**20  # the network, torch itself and a few frames of input
@@ -229,6 +230,8 @@ class Stylizer:
             terms = self.losses(image, content_features, grams, temporal)
             loss = self.weighted(terms)
             loss.backward()
+            if stats.evaluations == 0:
+                stats.loss_start = float(loss.detach())
             stats.evaluations += 1
             last_terms.update(terms)
             return loss
@@ -248,9 +251,7 @@ class Stylizer:
 
         lr_scale = 1.0
         optimizer = make_optimizer(lr_scale)
-        with torch.no_grad():
-            previous = float(self.weighted(self.losses(image, content_features, grams, temporal)))
-        stats.loss_start = previous
+        previous = math.inf  # the first closure call gives the starting loss: no extra pass
         best = image.detach().clone()
         while stats.iterations < iterations:
             steps = min(window, iterations - stats.iterations)
@@ -280,10 +281,10 @@ class Stylizer:
                 optimizer = make_optimizer(lr_scale)
                 continue
             best = image.detach().clone()
-            converged = previous - current < s.early_stop * abs(previous)
+            converged = math.isfinite(previous) and previous - current < s.early_stop * abs(previous)
             previous = current
             if converged:
                 break
-        stats.loss_end = previous
+        stats.loss_end = previous if math.isfinite(previous) else stats.loss_start
         stats.terms = {k: float(v.detach()) for k, v in last_terms.items()}
         return image.detach(), stats
