@@ -63,7 +63,10 @@ def evaluate(input_path: str, out_dir: str, height: int | None = None, device: s
     use_vectors = sequence.has_vectors
     dev = resolve_device(device)
 
+    size = working_size(sequence.height, sequence.width,
+                        settings.height if height is None else height)
     per_pair, input_pair = [], []
+    small_pairs = []  # (input, output) at the working size, for the VGG losses below
     prev = None
     for n in numbers:
         frame = sequence.read(n)
@@ -74,6 +77,7 @@ def evaluate(input_path: str, out_dir: str, height: int | None = None, device: s
                                  f"{frame.rgba.shape[0]}: not the output of this input.")
         in_display, has_alpha = _display(frame.rgba)
         out_display, _ = _display(out_rgba)
+        small_pairs.append((resize(in_display, size), resize(out_display, size)))
         current = (n, frame, in_display, out_display, has_alpha)
         if prev is not None and prev[0] == n - 1:
             _, pframe, pin, pout, _ = prev
@@ -101,24 +105,24 @@ def evaluate(input_path: str, out_dir: str, height: int | None = None, device: s
             "output_per_pair": [round(x, 6) for x in per_pair],
         },
     }
-    report.update(perceptual_losses(sequence, numbers, out_dir, settings, height, dev))
+    report.update(perceptual_losses(small_pairs, settings, dev))
     return report
 
 
-def perceptual_losses(sequence, numbers: list[int], out_dir: str, settings: Settings,
-                      height: int | None, device: torch.device) -> dict:
-    """Mean unweighted style and content loss of the outputs at the working size."""
+def perceptual_losses(pairs: list[tuple[torch.Tensor, torch.Tensor]], settings: Settings,
+                      device: torch.device) -> dict:
+    """Mean unweighted style and content loss of the outputs.
+
+    pairs: (input, output) display images, 1×3×H×W at the working size (each frame is
+    read once, by `evaluate`)."""
     vgg = VGGFeatures(list(defaults.CONTENT_LAYERS + defaults.STYLE_LAYERS), settings.weights)
     images, _ = load_style_images(settings)
     stylizer = Stylizer(settings, vgg, images, device)
-    size = working_size(sequence.height, sequence.width,
-                        settings.height if height is None else height)
+    size = tuple(pairs[0][0].shape[-2:])
     style, content = [], []
     with torch.no_grad():
-        for n in numbers:
-            inp, _ = _display(sequence.read(n).rgba)
-            out, _ = _display(exr.read_rgba(output_path(out_dir, n)))
-            inp, out = resize(inp.to(device), size), resize(out.to(device), size)
+        for inp, out in pairs:
+            inp, out = inp.to(device), out.to(device)
             content_features = {k: v for k, v in stylizer.features(inp).items()
                                 if k in defaults.CONTENT_LAYERS}
             terms = stylizer.losses(out, content_features, stylizer.style_grams(size), [])
