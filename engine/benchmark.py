@@ -74,7 +74,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
-from unittest import mock
 
 import numpy as np
 import torch
@@ -85,7 +84,8 @@ from .evaluate import evaluate
 from .frames import open_sequence
 from .progress import Progress
 from .run import SequenceRun, load_style_images, output_path, working_size
-from .stylize import Stylizer, TemporalTerm, resize, resolve_device
+from .stylize import (LBFGS_HISTORY, FrameStats, Stylizer, TemporalTerm, autocast_dtype, resize,
+                      resolve_device)
 from .vgg import LAYER_INDEX, VGGFeatures
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -149,7 +149,7 @@ class Plan:
         """(timed runs, warm-up runs) of the VGG floor at this height."""
         if self.quick:
             return 2, 1
-        return (5, 2) if height < 512 else (3, 1)
+        return (3, 2) if height < 512 else (2, 1)
 
     def timed_iterations(self, height: int) -> int:
         return self.speed_iterations if self.quick or height < 512 else min(self.speed_iterations, 10)
@@ -212,118 +212,37 @@ def bench_settings(height: int, device: str, **changes: Any) -> Settings:
     return dataclasses.replace(base, **changes).resolved()
 
 
-def vgg_floor(vgg: VGGFeatures, image: torch.Tensor, runs: int, warmup: int) -> float:
+def vgg_floor(vgg: VGGFeatures, image: torch.Tensor, runs: int, warmup: int,
+              autocast: torch.dtype | None = None) -> float:
     """Median seconds of one forward + backward through `vgg` to its deepest layer.
 
     The gradient is taken w.r.t. the image only (the weights are frozen, as in the
     engine). `VGGFeatures` built with the engine's layers already stops at the deepest
-    one (relu5_1), so this is exactly the network part of one engine evaluation.
+    one (relu5_1), so this is exactly the network part of one engine evaluation. autocast:
+    the engine's VGG precision (`Stylizer.autocast`), so a and b are measured alike.
     """
     deepest = max(vgg.layers, key=LAYER_INDEX.__getitem__)
     x = image.detach().clone().requires_grad_(True)
     times = []
     for _ in range(warmup + runs):
         start = time.perf_counter()
-        out = vgg(x)[deepest]
+        with (torch.autocast(x.device.type, dtype=autocast) if autocast else contextlib.nullcontext()):
+            out = vgg(x)[deepest]
         out.backward(torch.ones_like(out))
         times.append(time.perf_counter() - start)
         x.grad = None
-    return statistics.median(times[warmup:])
+    return statistics.median(times[warmup:]) if runs else 0.0
 
 
 # ---------------------------------------------------------------------------------------
-# Looking inside the engine's optimization without changing it (for c and the probe)
+# Reading the engine's own per-iteration record (FrameStats.trajectory)
 # ---------------------------------------------------------------------------------------
 
-@dataclass
-class Evaluation:
-    """One loss evaluation the engine made.
-
-    optimizer: which L-BFGS it belongs to (one per pyramid level and frame, in creation
-    order); iteration: that optimizer's completed-iteration count when it ran. torch's
-    L-BFGS increments its count before an iteration's line search, so the line-search
-    evaluations of iteration k carry k, and so does the evaluation at the start of a
-    step that follows k iterations (the accepted point of iteration k).
-    """
-
-    optimizer: int
-    iteration: int
-    gatys: float  # weighted content + style + TV (the engine's objective minus temporal)
-    total: float  # the objective the optimizer minimizes
-
-
-class EvaluationLog:
-    """Records every loss evaluation of a `TrackingStylizer` and its L-BFGS iteration."""
-
-    def __init__(self) -> None:
-        self.optimizers: list[torch.optim.LBFGS] = []
-        self.evaluations: list[Evaluation] = []
-
-    @contextlib.contextmanager
-    def recording(self) -> Iterator[EvaluationLog]:
-        """While active, every torch.optim.LBFGS the engine creates registers itself here.
-
-        It is torch's L-BFGS unchanged (a subclass that only remembers its instances), so
-        the engine optimizes exactly as it does without the benchmark.
-        """
-        log = self
-
-        class RecordingLBFGS(torch.optim.LBFGS):
-            def __init__(self, *args: Any, **kwargs: Any) -> None:
-                super().__init__(*args, **kwargs)
-                log.optimizers.append(self)
-
-        with mock.patch.object(torch.optim, "LBFGS", RecordingLBFGS):
-            yield self
-
-    def position(self) -> tuple[int, int]:
-        """(index of the newest optimizer, its completed iterations); (-1, 0) before any."""
-        if not self.optimizers:
-            return -1, 0
-        optimizer = self.optimizers[-1]
-        param = optimizer.param_groups[0]["params"][0]
-        return len(self.optimizers) - 1, int(optimizer.state[param].get("n_iter", 0))
-
-    def iterations(self, optimizer: int) -> int:
-        """How many iterations optimizer number `optimizer` made in all."""
-        opt = self.optimizers[optimizer]
-        return int(opt.state[opt.param_groups[0]["params"][0]].get("n_iter", 0))
-
-    def pixels(self, optimizer: int) -> int:
-        """Pixels of the image optimizer number `optimizer` works on (its pyramid level)."""
-        param = self.optimizers[optimizer].param_groups[0]["params"][0]
-        return int(param.shape[-2] * param.shape[-1])
-
-    def trajectory(self, optimizer: int, objective: bool = False) -> list[float]:
-        """L (gatys) at the start and after each iteration of one optimizer; with
-        `objective`, the total the optimizer minimizes instead.
-
-        Iteration k's result is the evaluation tagged k with the lowest objective: the
-        point the strong-Wolfe line search accepted (it returns the best point it tried).
-        """
-        best: dict[int, Evaluation] = {}
-        for e in self.evaluations:
-            if e.optimizer == optimizer and (e.iteration not in best or e.total < best[e.iteration].total):
-                best[e.iteration] = e
-        return [best[k].total if objective else best[k].gatys for k in sorted(best)]
-
-
-class TrackingStylizer(Stylizer):
-    """The engine's Stylizer, unchanged, except that it logs the value of every evaluation."""
-
-    def __init__(self, *args: Any, log: EvaluationLog, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.log = log
-
-    def losses(self, image: torch.Tensor, content_features: dict[str, torch.Tensor],
-               grams: dict[str, torch.Tensor], temporal: list[TemporalTerm]) -> dict[str, torch.Tensor]:
-        terms = super().losses(image, content_features, grams, temporal)
-        with torch.no_grad():
-            gatys = float(self.weighted({k: v for k, v in terms.items() if k != "temporal"}))
-            total = float(self.weighted(terms))
-        optimizer, iteration = self.log.position()
-        self.log.evaluations.append(Evaluation(optimizer, iteration, gatys, total))
-        return terms
+def gatys_trajectory(stylizer: Stylizer, stats: FrameStats) -> list[float]:
+    """L (content + style + TV, weighted as the engine weighs them, no temporal term) at
+    the start of the finest level and after each of its iterations."""
+    return [float(stylizer.weighted({k: torch.tensor(v) for k, v in terms.items() if k != "temporal"}))
+            for terms in stats.trajectory]
 
 
 def first_at_or_below(values: list[float], target: float) -> int | None:
@@ -354,6 +273,20 @@ class FrameTimes(Progress):
 # ---------------------------------------------------------------------------------------
 # f: the naive reference (independent per-frame Gatys, as in the PyTorch tutorial)
 # ---------------------------------------------------------------------------------------
+
+def tutorial_gram(features: torch.Tensor) -> torch.Tensor:
+    """The PyTorch tutorial's Gram matrix: F·Fᵀ with autograd's own backward (the engine's
+    `losses.gram_matrix` has a faster hand-written one; the reference must not borrow it)."""
+    n, c, h, w = features.shape
+    f = features.reshape(n * c, h * w)
+    return (f @ f.t() / (n * c * h * w))[None]
+
+
+def tutorial_style_loss(features: dict[str, torch.Tensor], grams: dict[str, torch.Tensor]) -> torch.Tensor:
+    """`losses.style_loss` with the tutorial's Gram matrix."""
+    total = sum((tutorial_gram(features[name]) - g).pow(2).mean() for name, g in grams.items())
+    return total / len(grams)  # type: ignore[return-value]
+
 
 def naive_style_grams(vgg: VGGFeatures, style: torch.Tensor, size: tuple[int, int],
                       style_scale: float) -> dict[str, torch.Tensor]:
@@ -387,7 +320,7 @@ def naive_gatys(vgg: VGGFeatures, content: torch.Tensor, style_grams: dict[str, 
         out = vgg(image)
         loss = (settings.content_weight * sum(losses.content_loss(out[n], target[n])
                                               for n in defaults.CONTENT_LAYERS)
-                + settings.style_weight * settings.style_strength * losses.style_loss(out, style_grams)
+                + settings.style_weight * settings.style_strength * tutorial_style_loss(out, style_grams)
                 + settings.tv_weight * losses.total_variation(image))
         loss.backward()
         count += 1
@@ -406,30 +339,47 @@ def naive_gatys(vgg: VGGFeatures, content: torch.Tensor, style_grams: dict[str, 
 # ---------------------------------------------------------------------------------------
 
 def phase_speed(render_dir: str, height: int, runs: int, warmup: int, iterations: int,
-                device: str) -> dict[str, Any]:
-    """a (VGG floor) and b (the engine's seconds per evaluation and per iteration)."""
+                device: str, rounds: int = 3) -> dict[str, Any]:
+    """a (VGG floor) and b (the engine's seconds per evaluation and per iteration).
+
+    On a machine whose speed drifts (turbo, neighbours) a floor measured once and an engine
+    run measured later disagree by 15% either way, so the two are interleaved: `rounds`
+    times the floor (`runs` passes) then the engine (`iterations` iterations), and the
+    floor once more at the end. a is the median of all floor passes, b the engine's total
+    seconds over its total iterations. Both in the engine's precision (`--precision auto`).
+    """
     dev = resolve_device(device)
     image = read_display(render_dir, 0, height).to(dev)
     vgg = VGGFeatures(LAYERS).to(dev)
     settings = bench_settings(height, device, **EARLY_STOP_OFF)
     stylizer = Stylizer(settings, vgg, load_style_images(settings)[0], dev)
     baseline = current_rss()
-    before = vgg_floor(vgg, image, runs, warmup)
     size = (image.shape[-2], image.shape[-1])
+    vgg_floor(vgg, image, 0, warmup, stylizer.autocast)  # warm-up: oneDNN builds its kernels
     start = time.perf_counter()
     stylizer.style_grams(size)  # computed once per run and size; timed for the record
     grams_seconds = time.perf_counter() - start
-    stylizer.stylize(image, image, [], 2, pyramid=False)  # warm-up
-    _, stats = stylizer.stylize(image, image, [], iterations, pyramid=False)
-    # The floor again after b: if other work on the machine came or went meanwhile, the
-    # two disagree and the ratio b/a cannot be trusted (the table flags it).
-    after = vgg_floor(vgg, image, runs, 1)
-    floor = (before + after) / 2
-    return {"size": [size[1], size[0]], "floor": floor, "floor_before": before, "floor_after": after,
-            "grams_seconds": grams_seconds,
-            "iterations": stats.iterations, "evaluations": stats.evaluations,
-            "seconds": stats.seconds, "per_iteration": stats.seconds / max(1, stats.iterations),
-            "per_evaluation": stats.seconds / max(1, stats.evaluations),
+    stylizer.stylize(image, image, [], 2, pyramid=False)  # warm-up (and L-BFGS's scale)
+    floors, rounds_out = [], []
+    seconds = iterations_done = evaluations = 0.0
+    for _ in range(rounds):
+        floors.append(vgg_floor(vgg, image, runs, 0, stylizer.autocast))
+        _, stats = stylizer.stylize(image, image, [], iterations, pyramid=False)
+        seconds += stats.seconds
+        iterations_done += stats.iterations
+        evaluations += stats.evaluations
+        rounds_out.append({"floor": floors[-1], "per_iteration": stats.seconds / max(1, stats.iterations),
+                           "evaluations": stats.evaluations, "iterations": stats.iterations})
+    floors.append(vgg_floor(vgg, image, runs, 0, stylizer.autocast))
+    floor_fp32 = (vgg_floor(vgg, image, max(1, runs // 2), 1) if stylizer.autocast else
+                  statistics.median(floors))
+    return {"size": [size[1], size[0]], "floor": statistics.median(floors),
+            "floor_before": min(floors), "floor_after": max(floors), "floors": floors,
+            "floor_fp32": floor_fp32, "autocast": str(stylizer.autocast or "float32"),
+            "grams_seconds": grams_seconds, "rounds": rounds_out,
+            "iterations": iterations_done, "evaluations": evaluations,
+            "seconds": seconds, "per_iteration": seconds / max(1, iterations_done),
+            "per_evaluation": seconds / max(1, evaluations),
             "memory": memory_report(baseline)}
 
 
@@ -441,10 +391,8 @@ def phase_convergence(render_dir: str, height: int, first_iterations: int | None
     if settings.optimizer != "lbfgs":
         raise BenchmarkError("the convergence measurement counts L-BFGS iterations; "
                              f"the default optimizer is now {settings.optimizer!r}")
-    log = EvaluationLog()
-    with tempfile.TemporaryDirectory(prefix="flowstyle_bench_c_") as out, log.recording():
+    with tempfile.TemporaryDirectory(prefix="flowstyle_bench_c_") as out:
         run = SequenceRun(render_dir, out, settings, Progress("none"))
-        run.stylizer = TrackingStylizer(run.settings, run.vgg, run.style_images, run.device, log=log)
         s = run.settings
         numbers = run.sequence.numbers
         baseline = current_rss()
@@ -452,18 +400,17 @@ def phase_convergence(render_dir: str, height: int, first_iterations: int | None
         # Cold start: frame 1 from its content, up the pyramid, full budget per level.
         first = numbers[0]
         content = resize(run.inputs(first).display, run.size)
-        image, _ = run.stylizer.stylize(content, content, [], s.first_iterations or 0, pyramid=True)
-        finest = len(log.optimizers) - 1
-        coarse_iterations = sum(log.iterations(k) for k in range(finest))
+        image, stats = run.stylizer.stylize(content, content, [], s.first_iterations or 0, pyramid=True)
+        *coarse, (fh, fw, finest_iterations) = stats.levels
+        coarse_iterations = sum(its for _, _, its in coarse)
         # The same work in iterations at the finest size (an iteration costs ~ its pixels).
-        coarse_equivalent = sum(log.iterations(k) * log.pixels(k) / log.pixels(finest)
-                                for k in range(finest))
-        trajectory = log.trajectory(finest)
+        coarse_equivalent = sum(its * h * w / (fh * fw) for h, w, its in coarse)
+        trajectory = gatys_trajectory(run.stylizer, stats)
         target = (1 + CONVERGENCE_TOLERANCE) * trajectory[-1]
         reached = first_at_or_below(trajectory, target)
-        cold = {"frame": first, "levels": finest + 1, "coarse_iterations": coarse_iterations,
+        cold = {"frame": first, "levels": len(stats.levels), "coarse_iterations": coarse_iterations,
                 "coarse_finest_equivalent": coarse_equivalent,
-                "finest_budget": s.first_iterations, "finest_iterations": log.iterations(finest),
+                "finest_budget": s.first_iterations, "finest_iterations": finest_iterations,
                 "finest_to_target": reached,
                 "to_target": None if reached is None else coarse_iterations + reached,
                 "to_target_finest_equivalent": None if reached is None else coarse_equivalent + reached,
@@ -476,14 +423,14 @@ def phase_convergence(render_dir: str, height: int, first_iterations: int | None
             terms, backward_1 = run.temporal_terms(number)
             content = resize(run.inputs(number).display, run.size)
             init = run.initial_image(content, terms, backward_1)
-            image, _ = run.stylizer.stylize(content, init, terms, s.iterations or 0, pyramid=False)
-            trajectory = log.trajectory(len(log.optimizers) - 1)
-            warm.append({"frame": number, "budget": s.iterations,
-                         "iterations": log.iterations(len(log.optimizers) - 1),
+            image, stats = run.stylizer.stylize(content, init, terms, s.iterations or 0, pyramid=False)
+            trajectory = gatys_trajectory(run.stylizer, stats)
+            warm.append({"frame": number, "budget": s.iterations, "iterations": stats.iterations,
+                         "evaluations": stats.evaluations,
                          "to_target": first_at_or_below(trajectory, target),
                          "loss_start": trajectory[0], "loss_end": trajectory[-1],
                          "trajectory": trajectory,
-                         "objective": log.trajectory(len(log.optimizers) - 1, objective=True)})
+                         "objective": [stats.loss_start] + stats.losses})
             run.results[number] = image
         memory = memory_report(baseline)
     return {"target": target, "tolerance": CONVERGENCE_TOLERANCE, "cold": cold, "warm": warm,
@@ -579,31 +526,27 @@ def phase_probe(render_dir: str, height: int, iterations: int, device: str) -> d
     """Memory (and the floor) at a large working height, from a short 2-frame run."""
     dev = resolve_device(device)
     image = read_display(render_dir, 0, height).to(dev)
-    vgg = VGGFeatures(LAYERS).to(dev)
-    floor = vgg_floor(vgg, image, runs=1, warmup=1)
-    del vgg
     settings = bench_settings(height, device, first_iterations=iterations, iterations=iterations,
                               **EARLY_STOP_OFF)
-    log = EvaluationLog()
+    vgg = VGGFeatures(LAYERS).to(dev)
+    floor = vgg_floor(vgg, image, runs=1, warmup=1,
+                      autocast=autocast_dtype(dev, settings.precision))
+    del vgg
     progress = FrameTimes()
-    with tempfile.TemporaryDirectory(prefix="flowstyle_bench_p_") as out, log.recording():
+    with tempfile.TemporaryDirectory(prefix="flowstyle_bench_p_") as out:
         run = SequenceRun(render_dir, out, settings, progress)
         baseline = current_rss()
         run.run()
         peak = peak_rss()
-    # A long run fills the L-BFGS history (old_dirs and old_stps: two image-sized vectors
-    # per remembered iteration); these few iterations did not. Add what is missing.
-    missing = 0
-    for optimizer in log.optimizers:
-        group = optimizer.param_groups[0]
-        param = group["params"][0]
-        if tuple(param.shape[-2:]) == tuple(run.size):
-            filled = len(optimizer.state[param].get("old_dirs", []))
-            unfilled = max(0, int(group["history_size"]) - filled)
-            missing = max(missing, unfilled * 2 * param.numel() * param.element_size())
+    # A long run fills the L-BFGS history (a step and a gradient change, two image-sized
+    # float32 vectors, per remembered iteration); these few iterations did not. Add what
+    # is missing.
+    filled = min(iterations, LBFGS_HISTORY)
+    missing = (LBFGS_HISTORY - filled) * 2 * 3 * run.size[0] * run.size[1] * 4
     last = progress.frames[-1] if progress.frames else {}
     per_iteration = (last.get("optimize_seconds", 0.0) / max(1, int(last.get("iterations", 1) or 1)))
     return {"size": [run.size[1], run.size[0]], "floor": floor, "iterations": iterations,
+            "precision": settings.precision, "autocast": str(autocast_dtype(dev, settings.precision)),
             "per_iteration_rough": per_iteration, "memory": {"peak_rss": peak, "baseline_rss": baseline},
             "lbfgs_history_missing": missing}
 
@@ -793,7 +736,7 @@ def say(text: str = "") -> None:
 def naive_schedule(plan: Plan, per_evaluation: float | None) -> tuple[int, bool]:
     """(frames, time_only) of the naive reference: `plan.naive_frames` frames, or its speed
     only when one frame would take more than `plan.naive_budget` seconds (estimated from
-    the engine's seconds per evaluation: both are one VGG forward+backward)."""
+    the float32 floor: the tutorial's evaluation is one fp32 VGG forward+backward)."""
     frames = min(plan.frames, max(2, plan.naive_frames))
     if plan.quick or per_evaluation is None:
         return frames, False
@@ -845,7 +788,7 @@ def run_benchmark(plan: Plan, json_path: str | None) -> dict[str, Any]:
     # 3. The long ones, height by height: d and e, c, f.
     for h in plan.heights:
         row = results["rows"][str(h)]
-        naive_frames, time_only = naive_schedule(plan, row["speed"].get("per_evaluation"))
+        naive_frames, time_only = naive_schedule(plan, row["speed"].get("floor_fp32"))
         row["sequence"] = step(f"[{h}] d, e: sequence at the default preset", "sequence",
                                render_dir=renders[h], height=h, first_iterations=plan.first_iterations,
                                iterations=plan.iterations, compare_frames=naive_frames,
@@ -1008,7 +951,7 @@ def sequence_numbers(seq: dict[str, Any]) -> dict[str, float]:
 
 
 def _unsteady(speed: dict[str, Any]) -> str:
-    """'!' when the floor measured before and after b differ by more than 20%."""
+    """'!' when the floor passes interleaved with b differ by more than 20%."""
     before, after = speed.get("floor_before"), speed.get("floor_after")
     if not before or not after:
         return ""
@@ -1056,11 +999,15 @@ def print_tables(results: dict[str, Any]) -> None:
                       f"~{probe['per_iteration_rough'] / probe['floor']:.2f}", "-", "-"])
     _table(["height", "size", "a: s", "s/eval", "b: s/iter", "evals/iter", "eval/a", "b/a",
             "b warm: s/iter", "b/a warm"], table)
-    say(f"  b: {results['plan']['speed_iterations']} iterations on frame 1 from its content (10 at "
-        "512 px and up), incl. per-frame setup. b warm: the warm frames of the sequence run (d): "
-        "their optimization seconds over their iterations. a: mean of the floor before and "
-        "after b; '!' marks a floor that changed by more than 20% meanwhile (other load: "
-        "b/a unreliable).")
+    precisions = sorted({str(_ok(row, "speed").get("autocast", "?")) for row in rows.values()  # type: ignore[union-attr]
+                         if _ok(row, "speed")})
+    say(f"  b: 3 rounds of {results['plan']['speed_iterations']} iterations (10 at 512 px and up) on "
+        "frame 1 from its content, incl. per-frame setup, each round after a floor measurement. "
+        "a: median of all floor passes (interleaved with b, so drift of the machine's speed "
+        f"hits both). VGG precision of both: {', '.join(precisions) or '-'} (--precision auto). "
+        "b warm: the warm frames of the sequence run (d): their optimization seconds over their "
+        "iterations. '!' marks floor passes that differ by more than 20% (other load: b/a "
+        "unreliable).")
     if probe and "error" not in probe:
         say(f"  * memory probe: {probe['iterations']} iterations per frame, s/iteration includes "
             "per-frame setup (rough).")

@@ -78,7 +78,7 @@ class Settings:
     use_depth: bool = True  # use the Depth pass in the reliability mask when present
     weights: str = "caffe"  # "caffe" (embedded), "torchvision" (download, asks first), or a path
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", "cuda:1", ...
-    precision: str = "auto"  # VGG pass: "auto" (bf16 on CUDA, fp32 on CPU), "fp32", "bf16"
+    precision: str = "auto"  # VGG pass: "auto" (bf16 where the hardware has it), "fp32", "bf16"
     seed: int = 0
     frames: tuple[int, int] | None = None  # inclusive frame range; None = every frame
 

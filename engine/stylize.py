@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from . import defaults, losses
+from . import defaults, lbfgs, losses
 from .defaults import Settings
 from .vgg import VGGFeatures
 
@@ -41,11 +41,15 @@ class FrameStats:
 
     iterations: int = 0  # optimizer iterations over all levels
     evaluations: int = 0  # VGG forward+backward passes (L-BFGS's line search adds some)
-    restarts: int = 0  # times the optimizer diverged and went back to its best image
     seconds: float = 0.0
     loss_start: float = 0.0  # total loss at the start of the finest level
     loss_end: float = 0.0
     terms: dict[str, float] = field(default_factory=dict)  # unweighted losses at the end
+    # Finest level: the total loss after each iteration, and the unweighted terms at the
+    # start and after each iteration (what the benchmark's convergence measurement reads).
+    losses: list[float] = field(default_factory=list)
+    trajectory: list[dict[str, float]] = field(default_factory=list)
+    levels: list[tuple[int, int, int]] = field(default_factory=list)  # (h, w, iterations)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -55,15 +59,29 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX on x86)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch built without oneDNN
+        return False
+
+
 def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     """The dtype the VGG pass runs in, or None for plain float32.
 
-    'auto' is bfloat16 on CUDA (about twice as fast, and bf16 keeps fp32's range, so
-    activations of 0-255 inputs do not overflow as they can in fp16) and float32 on the
-    CPU, where bf16 is slower on most processors. Grams and losses stay float32 always.
+    'auto' is bfloat16 on CUDA and on CPUs with native bf16, float32 elsewhere (emulated
+    bf16 is slower than fp32). bf16 keeps fp32's range, so activations of 0-255 inputs do
+    not overflow as they can in fp16. Measured on an AVX512-BF16 CPU (benchmark): 0.55x
+    the time per iteration, half the activation memory, the same loss after 20 iterations.
+    Grams and losses stay float32 always (losses.py).
     """
-    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+    if precision == "fp32":
         return None
+    if precision == "auto" and device.type == "cpu" and not cpu_has_native_bf16():
+        return None
+    if precision not in ("auto", "bf16"):
+        raise ValueError(f"unknown precision {precision!r}: use 'auto', 'fp32' or 'bf16'")
     return torch.bfloat16
 
 
@@ -137,6 +155,9 @@ class Stylizer:
         self.device = device
         self.autocast = autocast_dtype(device, self.settings.precision)
         self._grams: dict[tuple[int, int], dict[str, torch.Tensor]] = {}
+        # L-BFGS's last inverse-curvature estimate per working size: a new frame's first
+        # step starts from it instead of from a tiny probe (lbfgs.py).
+        self._scales: dict[tuple[int, int], float] = {}
 
     def features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """VGG activations of a display-space image, in the run's precision (autocast)."""
@@ -183,10 +204,11 @@ class Stylizer:
                                                 temporal if finest else [], iterations)
             stats.iterations += level_stats.iterations
             stats.evaluations += level_stats.evaluations
-            stats.restarts += level_stats.restarts
+            stats.levels.append((level_size[0], level_size[1], level_stats.iterations))
             if finest:
                 stats.loss_start, stats.loss_end, stats.terms = (
                     level_stats.loss_start, level_stats.loss_end, level_stats.terms)
+                stats.losses, stats.trajectory = level_stats.losses, level_stats.trajectory
         stats.seconds = time.perf_counter() - start
         return image.clamp(0, 1), stats
 
@@ -220,71 +242,70 @@ class Stylizer:
         with torch.no_grad():
             feats = self.features(content)
             content_features = {n: feats[n].detach() for n in defaults.CONTENT_LAYERS}
-        grams = self.style_grams(tuple(content.shape[-2:]))
-        image = init.detach().clone().contiguous().requires_grad_(True)
+        size = (int(content.shape[-2]), int(content.shape[-1]))
+        grams = self.style_grams(size)
         stats = FrameStats()
-        last_terms: dict[str, torch.Tensor] = {}
+        seen: dict[float, dict[str, float]] = {}  # loss -> its unweighted terms (this step)
 
-        def closure() -> torch.Tensor:
-            optimizer.zero_grad(set_to_none=True)
+        def evaluate(image: torch.Tensor) -> tuple[float, torch.Tensor]:
+            image = image.detach().requires_grad_(True)
             terms = self.losses(image, content_features, grams, temporal)
             loss = self.weighted(terms)
             loss.backward()
+            value = float(loss.detach())
             if stats.evaluations == 0:
-                stats.loss_start = float(loss.detach())
+                stats.loss_start = value
+                stats.trajectory.append({k: float(v.detach()) for k, v in terms.items()})
             stats.evaluations += 1
-            last_terms.update(terms)
-            return loss
+            seen[value] = {k: float(v.detach()) for k, v in terms.items()}
+            assert image.grad is not None
+            return value, image.grad
 
-        window = max(1, s.early_stop_window)
+        def plateau(done: int, loss: float) -> bool:
+            """After each iteration: record it; stop when the loss fell by less than
+            `early_stop` of itself over the last `early_stop_window` iterations."""
+            stats.losses.append(loss)
+            stats.trajectory.append(seen.get(loss, {}))
+            seen.clear()
+            window = s.early_stop_window
+            if s.early_stop <= 0 or len(stats.losses) <= window:
+                return False
+            before = stats.losses[-1 - window]
+            return before - loss < s.early_stop * abs(before)
 
-        def make_optimizer(lr_scale: float) -> torch.optim.Optimizer:
-            if s.optimizer == "lbfgs":
-                # Strong-Wolfe line search: without it L-BFGS sometimes ends a frame worse
-                # than it began (single-frame pops); with it the loss never rises.
-                return torch.optim.LBFGS([image], lr=lr_scale, max_iter=window,
-                                         history_size=LBFGS_HISTORY, tolerance_grad=0.0,
-                                         tolerance_change=0.0, line_search_fn="strong_wolfe")
-            if s.optimizer == "adam":
-                return torch.optim.Adam([image], lr=s.adam_lr * lr_scale)
+        start = init.detach().clone().contiguous()
+        if s.optimizer == "lbfgs":
+            # The line search only accepts steps that lower the loss, so the result is
+            # never worse than the start and never NaN when the start was finite.
+            result = lbfgs.minimize(evaluate, start, iterations, LBFGS_HISTORY,
+                                    self._scales.get(size), plateau)
+            if result.scale is not None:
+                self._scales[size] = result.scale  # the next frame of this size starts here
+            image, stats.iterations = result.x, result.iterations
+        elif s.optimizer == "adam":
+            image, stats.iterations = self._adam(evaluate, start, iterations, plateau)
+        else:
             raise ValueError(f"unknown optimizer {s.optimizer!r}: use 'lbfgs' or 'adam'")
-
-        lr_scale = 1.0
-        optimizer = make_optimizer(lr_scale)
-        previous = math.inf  # the first closure call gives the starting loss: no extra pass
-        best = image.detach().clone()
-        while stats.iterations < iterations:
-            steps = min(window, iterations - stats.iterations)
-            if s.optimizer == "lbfgs":
-                optimizer.param_groups[0]["max_iter"] = steps
-                optimizer.param_groups[0]["max_eval"] = steps * 5 // 4 + 1
-                before = optimizer.state[image].get("n_iter", 0) if optimizer.state else 0
-                optimizer.step(closure)  # type: ignore[arg-type]
-                done = optimizer.state[image]["n_iter"] - before
-                stats.iterations += max(done, 1)
-            else:
-                for _ in range(steps):
-                    optimizer.step(closure)  # type: ignore[arg-type]
-                stats.iterations += steps
-            current = float(self.weighted(last_terms).detach())
-            if not (math.isfinite(current) and bool(torch.isfinite(image).all())):
-                # A curvature estimate from nearly flat directions can send one L-BFGS step
-                # to absurd pixel values (seen on smooth gradients); the quartic Gram loss
-                # then overflows. Go back to the best image, forget the history, take
-                # smaller steps. Never hand a NaN frame to the user.
-                stats.restarts += 1
-                with torch.no_grad():
-                    image.copy_(best)
-                if stats.restarts > 3:
-                    break
-                lr_scale /= 4
-                optimizer = make_optimizer(lr_scale)
-                continue
-            best = image.detach().clone()
-            converged = math.isfinite(previous) and previous - current < s.early_stop * abs(previous)
-            previous = current
-            if converged:
-                break
-        stats.loss_end = previous if math.isfinite(previous) else stats.loss_start
-        stats.terms = {k: float(v.detach()) for k, v in last_terms.items()}
+        stats.loss_end = stats.losses[-1] if stats.losses else stats.loss_start
+        stats.terms = stats.trajectory[-1]
         return image.detach(), stats
+
+    def _adam(self, evaluate: lbfgs.Evaluate, start: torch.Tensor, iterations: int,
+              stop: lbfgs.Stop) -> tuple[torch.Tensor, int]:
+        """Adam for `iterations` steps (fewer if `stop` says so); returns the best image
+        it saw (Adam's loss can rise, and a diverged step must never reach the user)."""
+        image = start.clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([image], lr=self.settings.adam_lr)
+        best, best_loss, done = start, math.inf, 0
+        while done < iterations:
+            loss, grad = evaluate(image)
+            if not math.isfinite(loss):
+                break
+            if loss < best_loss:
+                best, best_loss = image.detach().clone(), loss
+            image.grad = grad
+            optimizer.step()
+            done += 1
+            if stop(done, loss):
+                break
+        return best, done
