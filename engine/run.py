@@ -256,6 +256,9 @@ class SequenceRun:
         try:
             state = torch.load(path, map_location=self.device, weights_only=True)
             if state["fingerprint"] == self.fingerprint and tuple(state["image"].shape[-2:]) == self.size:
+                for key, scale in state.get("scales", {}).items():
+                    h, w = (int(v) for v in key.split("x"))
+                    self.stylizer.scales.setdefault((h, w), float(scale))
                 return state["image"]
         except (OSError, KeyError, RuntimeError):
             pass
@@ -270,7 +273,8 @@ class SequenceRun:
     def save_state(self, number: int, image: torch.Tensor) -> None:
         path = state_path(self.out_dir, number)
         tmp = path + ".partial"
-        torch.save({"fingerprint": self.fingerprint, "image": image.cpu()}, tmp)
+        scales = {f"{h}x{w}": v for (h, w), v in self.stylizer.scales.items()}
+        torch.save({"fingerprint": self.fingerprint, "image": image.cpu(), "scales": scales}, tmp)
         os.replace(tmp, path)
         keep = max(self.settings.long_term, default=1)
         for name in os.listdir(os.path.dirname(path)):
@@ -311,6 +315,8 @@ class SequenceRun:
         if resume and resume < len(numbers) and self.settings.temporal_strength != 0:
             # Every result the remaining frames look back to, not only the next one's:
             # frame k+1 reaches k+1-4 when frame k needed only k-1, k-2 and k-4.
+            # The newest state goes first: its L-BFGS scales are the ones an unbroken run
+            # would have now (load_state keeps the first it sees).
             for back in range(1, max(self.settings.long_term, default=1) + 1):
                 if resume - back >= 0:
                     number = numbers[resume - back]

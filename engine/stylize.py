@@ -156,8 +156,9 @@ class Stylizer:
         self.autocast = autocast_dtype(device, self.settings.precision)
         self._grams: dict[tuple[int, int], dict[str, torch.Tensor]] = {}
         # L-BFGS's last inverse-curvature estimate per working size: a new frame's first
-        # step starts from it instead of from a tiny probe (lbfgs.py).
-        self._scales: dict[tuple[int, int], float] = {}
+        # step starts from it instead of from a tiny probe (lbfgs.py). Part of a run's
+        # state: a resumed run restores it, or its frames would differ from an unbroken run.
+        self.scales: dict[tuple[int, int], float] = {}
 
     def features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """VGG activations of a display-space image, in the run's precision (autocast)."""
@@ -278,9 +279,9 @@ class Stylizer:
             # The line search only accepts steps that lower the loss, so the result is
             # never worse than the start and never NaN when the start was finite.
             result = lbfgs.minimize(evaluate, start, iterations, LBFGS_HISTORY,
-                                    self._scales.get(size), plateau)
+                                    self.scales.get(size), plateau)
             if result.scale is not None:
-                self._scales[size] = result.scale  # the next frame of this size starts here
+                self.scales[size] = result.scale  # the next frame of this size starts here
             image, stats.iterations = result.x, result.iterations
         elif s.optimizer == "adam":
             image, stats.iterations = self._adam(evaluate, start, iterations, plateau)

@@ -129,9 +129,13 @@ def test_a_working_size_too_large_for_memory_is_refused_with_the_height_that_fit
     import re
 
     from engine import run as run_module
-    from engine.stylize import estimate_peak_bytes
-    # Free memory for a 48 px working height, not for the frames' own 72.
-    free = int(estimate_peak_bytes(48, 64) / 0.9) + 1
+    import torch
+
+    from engine.stylize import autocast_dtype, estimate_peak_bytes
+    # Free memory for a 48 px working height, not for the frames' own 72 (in the precision
+    # the run will use: bf16 halves the activations where the CPU has it).
+    precision_bytes = 2 if autocast_dtype(torch.device("cpu"), "auto") else 4
+    free = int(estimate_peak_bytes(48, 64, precision_bytes) / 0.9) + 1
     monkeypatch.setattr(run_module, "available_bytes", lambda device: free)
     code, err = run(capsys, str(frames), "--out", str(tmp_path / "o"), "--height", "0",
                     "--progress", "none")
