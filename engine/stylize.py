@@ -85,11 +85,14 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     return torch.bfloat16
 
 
-# Peak memory of one optimization step, measured on the CPU with float32 (benchmark.py):
-# VGG19 activations to relu5_1 kept for the backward pass plus their gradients, per pixel
-# of the working size. Block 1 (64 channels at full size) dominates, which is also why
-# checkpointing VGG blocks did not lower the peak (measured: it rose, 2.8 -> 4.1 KB/px).
-VGG_BYTES_PER_PIXEL = 2800
+# Peak memory of one optimization step per pixel of the working size, by the bytes of one
+# VGG activation (4: fp32, 2: bf16): activations to relu5_1 kept for the backward pass,
+# their gradients, and the frame's inputs and flows. Measured on the CPU at 1440x1080
+# (benchmark probe: 5.14 GB fp32, 3.61 GB bf16 peak RSS) and rounded up. Block 1 (64
+# channels at full size) dominates, which is also why checkpointing VGG blocks did not
+# lower the peak (measured: it rose, 2.8 -> 4.1 KB/px). bf16 is not half of fp32: the
+# image, Grams, losses and the L-BFGS vectors stay fp32.
+VGG_BYTES_PER_PIXEL = {4: 3100, 2: 2100}
 LBFGS_HISTORY = 10  # L-BFGS keeps this many (step, gradient) pairs of the image (memory:
 # 2 image-sized vectors each; 10 saves 0.37 GB at 1080p against 20)
 
@@ -104,7 +107,7 @@ def estimate_peak_bytes(height: int, width: int, precision_bytes: int = 4) -> in
 
 def bytes_per_pixel(precision_bytes: int = 4) -> int:
     """Memory per working pixel: VGG activations and gradients plus L-BFGS's history."""
-    return VGG_BYTES_PER_PIXEL * precision_bytes // 4 + 2 * LBFGS_HISTORY * 3 * 4
+    return VGG_BYTES_PER_PIXEL[precision_bytes] + 2 * LBFGS_HISTORY * 3 * 4
 
 
 def available_bytes(device: torch.device) -> int | None:
