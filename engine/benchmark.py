@@ -12,10 +12,12 @@ working size is the render's own size and nothing is resized. Per height:
 
   a. floor    one VGG19 forward + backward up to relu5_1 (the deepest layer the losses
               read), gradient w.r.t. the image: what one optimizer evaluation cannot avoid.
-              Median of a few runs after a warm-up.
+              In the engine's VGG precision (bf16 where the hardware has it).
   b. engine   `Stylizer.stylize` on frame 1 for a fixed number of iterations, early stop
               off: seconds per VGG evaluation and per L-BFGS iteration (everything the
               engine does: content features, losses, line search), and the ratios b/a.
+              a and b are interleaved (3 rounds of floor passes then engine iterations),
+              because this kind of machine drifts by 15% in speed within minutes.
   c. cold vs warm iterations to one loss target. L = the engine's objective without the
               temporal term (content + style + TV, weighted as the engine weighs them) at
               the working size; T = (1 + CONVERGENCE_TOLERANCE) x the L that frame 1
@@ -423,6 +425,14 @@ def phase_convergence(render_dir: str, height: int, first_iterations: int | None
             terms, backward_1 = run.temporal_terms(number)
             content = resize(run.inputs(number).display, run.size)
             init = run.initial_image(content, terms, backward_1)
+            # The same warm start without the temporal term: the same objective as frame
+            # 1's, so T means the same thing (with the term, L trades off against
+            # stability and may settle above T). The learned step scale is put back so
+            # the engine's own frames run as they would without this measurement.
+            scales = dict(run.stylizer.scales)
+            _, alone = run.stylizer.stylize(content, init, [], s.iterations or 0, pyramid=False)
+            run.stylizer.scales = scales
+            alone_trajectory = gatys_trajectory(run.stylizer, alone)
             image, stats = run.stylizer.stylize(content, init, terms, s.iterations or 0, pyramid=False)
             trajectory = gatys_trajectory(run.stylizer, stats)
             warm.append({"frame": number, "budget": s.iterations, "iterations": stats.iterations,
@@ -430,7 +440,10 @@ def phase_convergence(render_dir: str, height: int, first_iterations: int | None
                          "to_target": first_at_or_below(trajectory, target),
                          "loss_start": trajectory[0], "loss_end": trajectory[-1],
                          "trajectory": trajectory,
-                         "objective": [stats.loss_start] + stats.losses})
+                         "objective": [stats.loss_start] + stats.losses,
+                         "no_temporal_to_target": first_at_or_below(alone_trajectory, target),
+                         "no_temporal_loss_end": alone_trajectory[-1],
+                         "no_temporal_trajectory": alone_trajectory})
             run.results[number] = image
         memory = memory_report(baseline)
     return {"target": target, "tolerance": CONVERGENCE_TOLERANCE, "cold": cold, "warm": warm,
@@ -589,6 +602,10 @@ def phase_levers(render_dir: str, height: int, iterations: int, repeats: int,
         "channels_last + bf16 autocast": Stylizer(bf16, channels_last, styles, dev),
         "style Grams recomputed every evaluation": RecomputingGramsStylizer(base, vgg, styles, dev),
         "VGG not cut (to pool5, all 16 convs)": Stylizer(base, full, styles, dev),
+        # Inductor compiles once per input size (a pyramid has three): the warm-up below
+        # pays it and `compile_seconds` reports it.
+        "torch.compile (inductor) of the VGG": Stylizer(base, torch.compile(vgg), styles, dev),  # type: ignore[arg-type]
+        "torch.compile + bf16 autocast": Stylizer(bf16, torch.compile(vgg), styles, dev),  # type: ignore[arg-type]
     }
     reference = next(iter(variants.values()))
     with torch.no_grad():
@@ -599,8 +616,11 @@ def phase_levers(render_dir: str, height: int, iterations: int, repeats: int,
 
     timings: dict[str, list[tuple[float, float, int]]] = {name: [] for name in variants}
     finals: dict[str, float] = {}
-    for stylizer in variants.values():  # warm-up (and the Grams of each variant)
+    warmup_seconds = {}
+    for name, stylizer in variants.items():  # warm-up (the Grams of each variant; compiling)
+        start = time.perf_counter()
         stylizer.stylize(content, content, [], 2, pyramid=False)
+        warmup_seconds[name] = time.perf_counter() - start
     for _ in range(repeats):  # round robin, so a burst of load hits every variant alike
         for name, stylizer in variants.items():
             image, stats = stylizer.stylize(content, content, [], iterations, pyramid=False)
@@ -609,7 +629,8 @@ def phase_levers(render_dir: str, height: int, iterations: int, repeats: int,
             with torch.no_grad():  # every result scored by the same fp32 loss
                 finals[name] = float(reference.weighted(
                     reference.losses(image, content_features, reference_grams, [])))
-    rows = [{"lever": name, "per_iteration": statistics.median(t[0] for t in times),
+    rows = [{"lever": name, "warmup_seconds": warmup_seconds[name],
+             "per_iteration": statistics.median(t[0] for t in times),
              "per_evaluation": statistics.median(t[1] for t in times),
              "fp32_loss_after": finals[name]} for name, times in timings.items()]
 
@@ -967,9 +988,10 @@ def warm_iteration_seconds(seq: dict[str, Any] | None) -> float | None:
     return sum(f["optimize_seconds"] for f in frames) / iterations if iterations else None
 
 
-def warm_cold_ratios(c: dict[str, Any]) -> tuple[float | None, float | None]:
-    """(slowest warm frame's iterations to T / cold's, same over cold's finest-equivalent)."""
-    warm = [w["to_target"] for w in c["warm"]]
+def warm_cold_ratios(c: dict[str, Any], key: str = "to_target") -> tuple[float | None, float | None]:
+    """(slowest warm frame's iterations to T / cold's, same over cold's finest-equivalent).
+    key: "no_temporal_to_target" for the warm starts measured without the temporal term."""
+    warm = [w.get(key) for w in c["warm"]]
     if not warm or None in warm or not c["cold"]["to_target"]:
         return None, None
     return max(warm) / c["cold"]["to_target"], max(warm) / c["cold"]["to_target_finest_equivalent"]
@@ -1022,7 +1044,7 @@ def print_tables(results: dict[str, Any]) -> None:
     for h, row in rows.items():
         c = _ok(row, "convergence")
         if not c:
-            table.append([h] + ["error" if row.get("convergence") else "-"] + ["-"] * 5)
+            table.append([h] + ["error" if row.get("convergence") else "-"] + ["-"] * 9)
             continue
         cold = c["cold"]
         ratios = warm_cold_ratios(c)
@@ -1034,11 +1056,18 @@ def print_tables(results: dict[str, Any]) -> None:
                                 for w in c["warm"]),
                       _f(ratios[0], ".2f"), _f(ratios[1], ".2f"),
                       ", ".join(f"{w['loss_start'] / c['target']:.2f}" for w in c["warm"]),
-                      ", ".join(f"{w['loss_end'] / c['target']:.3f}" for w in c["warm"])])
+                      ", ".join(f"{w['loss_end'] / c['target']:.3f}" for w in c["warm"]),
+                      ", ".join("-" if "no_temporal_loss_end" not in w else
+                                ("never" if w["no_temporal_to_target"] is None else str(w["no_temporal_to_target"]))
+                                for w in c["warm"]),
+                      _f(warm_cold_ratios(c, "no_temporal_to_target")[0], ".2f")])
     _table(["height", "T", "cold its = coarse + finest", "cold, finest-equiv.", "warm its",
-            "warm/cold", "warm/cold equiv.", "warm L start/T", "warm L end/T"], table)
+            "warm/cold", "warm/cold equiv.", "warm L start/T", "warm L end/T",
+            "warm its, no temporal", "warm/cold, no temporal"], table)
     say("  finest-equiv.: coarse iterations weighted by their pixels (the work in finest-level "
-        "iterations). warm/cold uses the slowest warm frame; 'never': not reached in its budget.")
+        "iterations). warm/cold uses the slowest warm frame; 'never': not reached in its budget. "
+        "No temporal: the same warm start with the temporal term off, i.e. the same objective "
+        "as frame 1's (with the term, L trades off against stability and can settle above T).")
     say()
 
     say("d, e: the engine over the shot at the default preset (SequenceRun), evaluated; "
@@ -1131,6 +1160,12 @@ def print_targets(results: dict[str, Any]) -> None:
                 table.append([label, _f(value, ".2f", "not reached"), f"<= {TARGET_WARM_FRACTION:.2f}",
                               "MISS (target not reached)" if value is None
                               else _verdict(value, TARGET_WARM_FRACTION, True)])
+            alone = warm_cold_ratios(c, "no_temporal_to_target")[0]
+            if any("no_temporal_loss_end" in w for w in c["warm"]):
+                table.append(["  same, warm start without the temporal term", _f(alone, ".2f", "not reached"),
+                              f"<= {TARGET_WARM_FRACTION:.2f}",
+                              "MISS (target not reached)" if alone is None
+                              else _verdict(alone, TARGET_WARM_FRACTION, True)])
         if d and f:
             numbers = sequence_numbers(d)
             speedup = f["seconds_per_frame"] / numbers["per_frame"]
@@ -1174,9 +1209,11 @@ def print_levers(results: dict[str, Any]) -> None:
         f"content, early stop off, median of {r['repeats']} interleaved repeats")
     base = r["levers"][0]
     table = [[x["lever"], f"{x['per_iteration']:.3f}", f"{x['per_iteration'] / base['per_iteration']:.2f}",
-              f"{x['per_evaluation']:.3f}", f"{x['fp32_loss_after'] / base['fp32_loss_after']:.3f}"]
+              f"{x['per_evaluation']:.3f}", f"{x['fp32_loss_after'] / base['fp32_loss_after']:.3f}",
+              _f(x.get("warmup_seconds"), ".1f")]
              for x in r["levers"]]
-    _table(["lever", "s/iter", "vs baseline", "s/eval", "fp32 loss after / baseline's"], table)
+    _table(["lever", "s/iter", "vs baseline", "s/eval", "fp32 loss after / baseline's",
+            "first 2 its, s"], table)
     say(f"  style Grams computed once: {r['grams_seconds']:.3f} s per size (once per run and size).")
     say("  VGG floor (forward+backward to relu5_1): "
         + ", ".join(f"{k} {v:.3f} s" for k, v in r["floors"].items()))

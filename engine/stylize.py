@@ -257,11 +257,11 @@ class Stylizer:
             loss = self.weighted(terms)
             loss.backward()
             value = float(loss.detach())
+            seen[value] = {k: float(v.detach()) for k, v in terms.items()}
             if stats.evaluations == 0:
                 stats.loss_start = value
-                stats.trajectory.append({k: float(v.detach()) for k, v in terms.items()})
+                stats.trajectory.append(seen[value])
             stats.evaluations += 1
-            seen[value] = {k: float(v.detach()) for k, v in terms.items()}
             assert image.grad is not None
             return value, image.grad
 
