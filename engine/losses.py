@@ -62,6 +62,12 @@ def total_variation(image: torch.Tensor) -> torch.Tensor:
     return dx.pow(2).mean() + dy.pow(2).mean()
 
 
+def out_of_range(image: torch.Tensor) -> torch.Tensor:
+    """Mean squared distance of the pixels from [0, 1] (0 inside): keeps the optimum
+    displayable, so the final clamp changes nothing the losses measured."""
+    return (image - image.clamp(0, 1)).pow(2).mean()
+
+
 def temporal_loss(image: torch.Tensor, warped_previous: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Ruder eq. (6): mean over pixels and channels of mask·(image - warped previous)².
 

@@ -225,6 +225,7 @@ class Stylizer:
                            for n in defaults.CONTENT_LAYERS),
             "style": losses.style_loss(feats, grams),
             "tv": losses.total_variation(image),
+            "range": losses.out_of_range(image),
         }
         if temporal:
             terms["temporal"] = sum(t.weight * losses.temporal_loss(image, t.warped, t.mask)
@@ -235,7 +236,8 @@ class Stylizer:
         s = self.settings
         total = (s.content_weight * terms["content"]
                  + s.style_weight * s.style_strength * terms["style"]
-                 + s.tv_weight * terms["tv"])
+                 + s.tv_weight * terms["tv"]
+                 + s.range_weight * terms.get("range", 0.0))
         if "temporal" in terms:
             total = total + s.temporal_weight * s.temporal_strength * terms["temporal"]
         return total
