@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from typing import Any
 
@@ -158,6 +159,10 @@ def _check(args: argparse.Namespace) -> int:
     return 0 if report["ok"] else 1
 
 
+def _terminated(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -180,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--weights", default="caffe", help="the weights the user will run with")
     c.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
+    if hasattr(signal, "SIGTERM") and argv is None:
+        # The add-on's Cancel (and `kill`) send SIGTERM: stop as on Ctrl-C, so the output
+        # folder's lock is released and no half-written file is left.
+        signal.signal(signal.SIGTERM, _terminated)
     handlers = {"stylize": _stylize, "evaluate": _evaluate, "preview": _preview, "check": _check}
     try:
         return handlers[args.command](args)

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from . import colour, defaults, exr, flow as flowlib
+from . import colour, defaults, exr, flow as flowlib, lock
 from .defaults import Settings
 from .errors import FlowstyleError
 from .estimated_flow import estimate_flow
@@ -151,6 +151,7 @@ class SequenceRun:
         self.style_images, digests = load_style_images(s)
         self.fingerprint = s.fingerprint(digests)
         check_writable(self.out_dir)
+        lock.refuse_if_held(self.out_dir)  # before the network loads: a quick refusal
         self.device = resolve_device(s.device)
         self.vgg = VGGFeatures(list(defaults.CONTENT_LAYERS + defaults.STYLE_LAYERS), s.weights,
                                allow_download)
@@ -308,6 +309,11 @@ class SequenceRun:
         return self.stylizer.stylize(content, content, [], s.first_iterations, pyramid=True)
 
     def run(self) -> dict:
+        """Stylize every frame not finished yet, holding the output folder's lock."""
+        with lock.OutputLock(self.out_dir, self.progress.warning):
+            return self._run()
+
+    def _run(self) -> dict:
         numbers = self.sequence.numbers
         resume = 0
         while resume < len(numbers) and self.finished(numbers[resume]):
