@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--view-layer", help="view layer to render (default: the active one)")
     st.add_argument("--style", action="append", metavar="PATH[:WEIGHT]",
                     help="style image, repeatable (default: the scene's style images)")
-    st.add_argument("--out", help="output folder (default: the scene's, '//flowstyle/')")
+    st.add_argument("--out", help="output folder (default: the scene's Output Folder, else "
+                    "//flowstyle/<blend name>/<scene name>/)")
     st.add_argument("--frames", metavar="START:END", help="inclusive frame range")
     st.add_argument("--preset", choices=job.PRESETS)
     st.add_argument("--style-strength", type=float)

@@ -19,7 +19,15 @@ from . import compositor
 from .job import JobSpec, StyleRef
 from .preferences import engine_prefs
 
-DEFAULT_OUTPUT_DIR = "//flowstyle/"
+# An empty Output Folder means "automatic": one folder per .blend file and scene, so two
+# shots never share renders or results (see default_output_dir).
+DEFAULT_OUTPUT_DIR = ""
+OUTPUT_ROOT = "flowstyle"  # next to the .blend: //flowstyle/<blend name>/<scene name>/
+
+# '//' (relative to the .blend) in a path property must be declared from Blender 4.5 on, or
+# Blender warns on every assignment; 4.2-4.4 do not know the flag and refuse it.
+_RELATIVE_PATH: Any = ({"PATH_SUPPORTS_BLEND_RELATIVE"} if bpy.app.version >= (4, 5, 0)
+                       else set())
 
 PRESET_ITEMS = [
     ("preview", "Preview", "Fast: small working resolution, few iterations per frame"),
@@ -69,8 +77,10 @@ class FlowstyleSettings(bpy.types.PropertyGroup):
     frame_end: IntProperty(name="End", default=250, min=0)
     output_dir: StringProperty(
         name="Output Folder", subtype="DIR_PATH", default=DEFAULT_OUTPUT_DIR,
-        description="Where renders and stylized frames go ('//' = next to the .blend; an "
-                    "unsaved file uses a temporary folder)")
+        options=_RELATIVE_PATH,
+        description="Where renders and stylized frames go. Empty: automatic, "
+                    "//flowstyle/<blend name>/<scene name>/ next to the .blend (an unsaved "
+                    "file uses a temporary folder until it is saved). '//' = next to the .blend")
     flow: EnumProperty(name="Flow Source", items=FLOW_ITEMS, default="auto",
                        description="Where the motion between frames comes from")
     use_depth: BoolProperty(name="Use Depth", default=True,
@@ -119,11 +129,54 @@ def settings_of(scene: bpy.types.Scene) -> FlowstyleSettings:
     return settings
 
 
+# Names Windows refuses as file names, whatever the extension.
+_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
+             *(f"LPT{i}" for i in range(1, 10))}
+
+
+def safe_name(name: str) -> str:
+    """`name` (a scene or file name) as one folder name that works on every filesystem.
+
+    Letters (any script), digits, space, '-', '_' and '.' stay; anything else (slashes,
+    colons, '?', control characters) becomes '_'. No leading or trailing dots or spaces,
+    never empty, never a Windows device name.
+    """
+    text = "".join(c if c.isalnum() or c in "-_. " else "_" for c in name).strip(" .")
+    if not text:
+        return "_"
+    if text.split(".")[0].upper() in _RESERVED:
+        text = "_" + text
+    return text[:100].rstrip(" .") or "_"
+
+
+def unsaved_root() -> str:
+    """Where an unsaved file's outputs go: a temporary folder of this Blender session (the
+    pid keeps two unsaved sessions apart; such outputs are not meant to be kept)."""
+    return os.path.join(tempfile.gettempdir(), OUTPUT_ROOT, f"unsaved-{os.getpid()}")
+
+
+def default_output_dir(scene_name: str) -> str:
+    """The automatic output folder of a scene (absolute).
+
+    Saved file: `<folder of the .blend>/flowstyle/<blend name>/<scene name>/`, i.e.
+    `//flowstyle/<blend name>/<scene name>/`; unsaved file: `unsaved_root()/<scene name>/`.
+    """
+    if not bpy.data.filepath:
+        return os.path.join(unsaved_root(), safe_name(scene_name))
+    blend = os.path.splitext(os.path.basename(bpy.data.filepath))[0]
+    return os.path.normpath(os.path.join(os.path.dirname(bpy.path.abspath(bpy.data.filepath)),
+                                         OUTPUT_ROOT, safe_name(blend), safe_name(scene_name)))
+
+
 def resolve_output_dir(path: str, scene_name: str) -> str:
-    """An absolute output folder. '//' paths in an unsaved file go to a stable temp folder."""
+    """An absolute output folder: `path`, or the automatic one when `path` is empty.
+
+    A '//' path in an unsaved file (which has no folder yet) goes under `unsaved_root()`.
+    """
+    if not path:
+        return default_output_dir(scene_name)
     if path.startswith("//") and not bpy.data.filepath:
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in scene_name)
-        return os.path.join(tempfile.gettempdir(), "flowstyle", safe or "scene", path[2:])
+        return os.path.normpath(os.path.join(unsaved_root(), safe_name(scene_name), path[2:]))
     return os.path.normpath(bpy.path.abspath(path))
 
 
@@ -142,7 +195,7 @@ def spec_from_scene(scene: bpy.types.Scene) -> JobSpec:
     return JobSpec(
         styles=[StyleRef(bpy.path.abspath(s.path) if s.path else "", s.weight)
                 for s in settings.styles],
-        out_dir=resolve_output_dir(settings.output_dir or DEFAULT_OUTPUT_DIR, scene.name),
+        out_dir=resolve_output_dir(settings.output_dir, scene.name),
         frame_start=start,
         frame_end=end,
         python=prefs.python,

@@ -52,7 +52,8 @@ def draw_flowstyle(layout: bpy.types.UILayout, context: bpy.types.Context) -> No
         sub = col.column(align=True)
         sub.prop(props, "frame_start")
         sub.prop(props, "frame_end")
-    col.prop(props, "output_dir")
+    col.prop(props, "output_dir", placeholder="Automatic: one folder per file and scene")
+    _draw_output_dir(col, scene)
     col.prop(props, "flow")
     col.prop(props, "use_depth")
     col.prop(props, "mix", slider=True)
@@ -69,6 +70,23 @@ def draw_flowstyle(layout: bpy.types.UILayout, context: bpy.types.Context) -> No
         row.operator("flowstyle.setup_passes", icon="RENDERLAYERS")
         row.operator("flowstyle.restore_passes", icon="LOOP_BACK", text="Undo")
         body.operator("flowstyle.wire_compositor", icon="NODETREE")
+
+
+def output_dir_lines(scene: bpy.types.Scene) -> list[str]:
+    """What the panel says under Output Folder: the folder a run will really use."""
+    props = settings.settings_of(scene)
+    lines = [settings.resolve_output_dir(props.output_dir, scene.name)]
+    if not bpy.data.filepath and (not props.output_dir or props.output_dir.startswith("//")):
+        lines.append("File not saved: a temporary folder until you save the .blend")
+    return lines
+
+
+def _draw_output_dir(layout: bpy.types.UILayout, scene: bpy.types.Scene) -> None:
+    row = layout.row()
+    row.alignment = "RIGHT"
+    column = row.column(align=True)
+    for i, line in enumerate(output_dir_lines(scene)):
+        column.label(text=line, icon="FILE_FOLDER" if i == 0 else "INFO")
 
 
 def _draw_run(layout: bpy.types.UILayout, scene: bpy.types.Scene) -> None:
