@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--python", help="interpreter that runs the engine (needs torch)")
     st.add_argument("--engine-root", help="folder containing the engine package (advanced)")
     st.add_argument("--rerender", action="store_true", default=None,
-                    help="render again even if an earlier render matches")
+                    help="render again, replacing the renders in the output folder (needed "
+                         "when they belong to another shot, range or resolution)")
     st.add_argument("--save", action="store_true",
                     help="save the .blend afterwards (keeps the compositor wiring)")
 

@@ -48,6 +48,11 @@ Esc cancels; finished frames are kept and a new run resumes"""
     bl_label = "Stylize"
     bl_options = {"REGISTER"}
 
+    rerender: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Replace Renders", default=False, options={"SKIP_SAVE"},
+        description="Render again, deleting the renders already in the output folder, also "
+                    "those of another shot")
+
     _run: StylizeRun | None = None
     _timer: Any = None
     _cursor_progress = False
@@ -58,7 +63,9 @@ Esc cancels; finished frames are kept and a new run resumes"""
 
     def _make_run(self, context: bpy.types.Context) -> StylizeRun | None:
         scene = context_scene(context)
-        run = StylizeRun(scene, active_view_layer(context, scene), settings.spec_from_scene(scene))
+        spec = settings.spec_from_scene(scene)
+        spec.rerender = spec.rerender or bool(self.rerender)
+        run = StylizeRun(scene, active_view_layer(context, scene), spec)
         try:
             run.start()
         except StylizeError as exc:

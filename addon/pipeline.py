@@ -31,7 +31,7 @@ import bpy
 from . import compositor, engine_client, job, passes
 from .engine_client import CheckResult, EngineProcess, Progress
 from .job import JobSpec
-from .render import FrameRenderer
+from .render import ForeignRendersError, FrameRenderer
 
 # Successful engine checks by (python, engine root): the check imports torch (seconds), and
 # its answer does not change while Blender runs unless the environment does.
@@ -41,6 +41,9 @@ _CHECK_CACHE: dict[tuple[str, str, str, str], CheckResult] = {}
 ACTIVE: dict[str, StylizeRun] = {}
 # Last outcome per scene, for the panel: (level, message, log path or "").
 LAST_RESULT: dict[str, tuple[str, str, str]] = {}
+# Scenes whose last run stopped because their output folder holds renders of another stamp:
+# the panel offers "Replace Renders" for them.
+OFFER_RERENDER: set[str] = set()
 
 
 class StylizeError(RuntimeError):
@@ -126,10 +129,15 @@ class StylizeRun:
         scene = self._scene()
         if self.scene_name in ACTIVE:
             raise StylizeError(f"Flowstyle is already running on scene {self.scene_name!r}.")
+        OFFER_RERENDER.discard(self.scene_name)
         problems = validate(scene, self.view_layer, self.spec)
         if problems:
             raise StylizeError("\n".join(problems))
         self.renderer = FrameRenderer(scene, self.view_layer, self.spec)
+        foreign = self.renderer.foreign_renders()  # before the check: nothing runs in vain
+        if foreign:
+            OFFER_RERENDER.add(self.scene_name)
+            raise StylizeError(foreign)
         ACTIVE[self.scene_name] = self
         key = self._check_key()
         cached = _CHECK_CACHE.get(key)
@@ -153,6 +161,8 @@ class StylizeRun:
             elif self.phase is Phase.WIRE:
                 self._step_wire()
         except Exception as exc:  # anything: settings must come back, the engine must stop
+            if isinstance(exc, ForeignRendersError):
+                OFFER_RERENDER.add(self.scene_name)
             self._fail(str(exc) or type(exc).__name__)
         return self.running
 

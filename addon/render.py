@@ -8,9 +8,13 @@ batch mode simply loops.
 Each frame is first written into `render/.partial/` and then renamed, so a file named
 `render_####.exr` is always complete. A stamp file records which scene, view layer, camera,
 frame range and resolution the frames belong to: a rerun with the same stamp renders only the
-frames that are missing (an interrupted render resumes too). Changing any of those renders
-everything again; so does `JobSpec.rerender`, for changes the stamp cannot see (an edited
-animation, a new material).
+frames that are missing (an interrupted render resumes too).
+
+Renders with another stamp (another .blend or scene in the same folder, or the same shot with
+another range or resolution) are never deleted unless the user asks with `JobSpec.rerender`
+(`--rerender` in batch, "Replace Renders" / "Always Re-render" in the panel); without it the
+run stops before anything is touched, with an error naming the folder and both ways out.
+`rerender` also serves changes the stamp cannot see (an edited animation, a new material).
 
 The user's render settings are changed only between `begin()` and `end()`, every change is
 recorded, and `end()` puts them all back (callers call it in `finally`).
@@ -36,6 +40,43 @@ STAMP_VERSION = 1
 
 class RenderError(RuntimeError):
     """Blender could not render a frame; the message says which and why."""
+
+
+class ForeignRendersError(RenderError):
+    """The render folder holds renders of another stamp and the user did not ask to replace
+    them."""
+
+
+_KEY_WORDS = {"blend": ".blend file", "scene": "scene", "view_layer": "view layer",
+              "camera": "camera", "engine": "render engine", "frames": "frame range",
+              "resolution": "resolution", "use_depth": "Depth pass", "version": "stamp version"}
+
+
+def _describe_key(key: Any) -> str:
+    if not isinstance(key, dict):
+        return "renders of unknown origin (no readable stamp)"
+    frames = key.get("frames") or ["?", "?"]
+    return (f"scene {key.get('scene')!r} of {key.get('blend') or 'an unsaved file'}, "
+            f"frames {frames[0]}-{frames[-1]}")
+
+
+def foreign_renders_problem(render_dir: str, stamp: Any, key: dict[str, Any]) -> str | None:
+    """Why the renders in `render_dir` may not be replaced silently, or None when there are
+    none of another stamp. `stamp`: the key read from the folder's stamp file (or None)."""
+    if stamp == key:
+        return None
+    old = sorted(glob.glob(os.path.join(glob.escape(render_dir), RENDER_PREFIX + "*.exr")))
+    if not old:
+        return None  # nothing would be lost
+    if isinstance(stamp, dict):
+        differs = [word for name, word in _KEY_WORDS.items() if stamp.get(name) != key.get(name)]
+        what = f"{_describe_key(stamp)}; differs from this run in: {', '.join(differs)}"
+    else:
+        what = _describe_key(stamp)
+    return (f"The output folder's render folder {render_dir} holds {len(old)} rendered "
+            f"frame(s) of another render ({what}). Flowstyle deletes them only if you ask: "
+            "render again and replace them with --rerender (batch) or 'Replace Renders' "
+            "(panel), or choose another output folder.")
 
 
 def render_key(scene: bpy.types.Scene, view_layer: str, spec: JobSpec) -> dict[str, Any]:
@@ -84,7 +125,12 @@ class FrameRenderer:
         os.makedirs(spec.render_dir, exist_ok=True)
         key = render_key(self._scene(), self.view_layer, spec)
         frames = list(range(spec.frame_start, spec.frame_end + 1))
-        if spec.rerender or self._read_stamp() != key:
+        stamp = self._read_stamp()
+        if not spec.rerender:
+            problem = foreign_renders_problem(spec.render_dir, stamp, key)
+            if problem:
+                raise ForeignRendersError(problem)
+        if spec.rerender or stamp != key:
             for old in glob.glob(os.path.join(glob.escape(spec.render_dir), RENDER_PREFIX + "*.exr")):
                 os.remove(old)
             write_json_atomic(self.stamp_path, {"key": key})
@@ -93,6 +139,14 @@ class FrameRenderer:
             self.todo = [f for f in frames if not os.path.isfile(spec.render_path(f))]
             self.reused = [f for f in frames if f not in self.todo]
         return self.todo
+
+    def foreign_renders(self) -> str | None:
+        """The problem `plan()` would raise about renders of another stamp, or None (checked
+        before a run starts, so nothing else happens first)."""
+        if self.spec.rerender:
+            return None
+        key = render_key(self._scene(), self.view_layer, self.spec)
+        return foreign_renders_problem(self.spec.render_dir, self._read_stamp(), key)
 
     def _read_stamp(self) -> Any:
         try:

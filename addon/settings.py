@@ -99,8 +99,9 @@ class FlowstyleSettings(bpy.types.PropertyGroup):
     seed: IntProperty(name="Seed", default=0, min=0, description="Random seed of the engine")
     rerender: BoolProperty(
         name="Always Re-render", default=False,
-        description="Render the frames again even when an earlier render matches the scene, "
-                    "range and resolution (after changing animation or materials)")
+        description="Render the frames again, replacing the renders in the output folder, "
+                    "even when they match the scene, range and resolution (after changing "
+                    "animation or materials), or when they belong to another shot")
     passes_backup: StringProperty(
         name="Pass Setup Backup", default="", options={"HIDDEN"},
         description="What 'Set Up Passes' changed (JSON), for 'Undo Pass Setup'")

@@ -4,6 +4,7 @@ in Properties > Output, where render settings already live. Both draw with `draw
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any, Literal
 
 import bpy
@@ -102,10 +103,16 @@ def _draw_run(layout: bpy.types.UILayout, scene: bpy.types.Scene) -> None:
         level, message, log_path = last
         box = layout.box()
         icon: Icon = "CHECKMARK" if level == "INFO" else "INFO" if level == "WARNING" else "ERROR"
-        for i, line in enumerate(message.splitlines()[:6]):
-            box.label(text=line[:160], icon=icon if i == 0 else "BLANK1")
+        lines = [part for line in message.splitlines()
+                 for part in textwrap.wrap(line, 90, break_on_hyphens=False) or [""]]
+        for i, line in enumerate(lines[:12]):  # the panel does not wrap labels itself
+            box.label(text=line, icon=icon if i == 0 else "BLANK1")
         if log_path:
             box.operator("wm.path_open", text="Open Log", icon="TEXT").filepath = log_path
+        if scene.name in pipeline.OFFER_RERENDER:
+            replace = box.operator("flowstyle.stylize", text="Replace Renders and Stylize",
+                                   icon="FILE_REFRESH")
+            setattr(replace, "rerender", True)  # an operator property (not in the stubs)
 
 
 class FLOWSTYLE_PT_compositor(bpy.types.Panel):

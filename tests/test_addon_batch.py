@@ -77,10 +77,45 @@ def test_rerun_reuses_the_render_and_resumes(
     assert render.stat().st_mtime_ns == mtime  # not rendered again
     assert sorted(n.name for n in tree.nodes) == nodes
 
-    # A different resolution is a different render: everything is rendered again.
+    # A different resolution is a different render: nothing is deleted unless asked...
     scene.render.resolution_percentage = 50
-    assert batch.main(_args(tmp_path, engine_root)) == 0
+    capsys.readouterr()
+    assert batch.main(_args(tmp_path, engine_root)) == 1
+    err = capsys.readouterr().err
+    assert str(tmp_path / "out" / "render") in err and "differs from this run in: resolution" in err
+    assert "--rerender" in err and "Replace Renders" in err and "another output folder" in err
+    assert render.stat().st_mtime_ns == mtime
+    # ...and with --rerender everything is rendered again.
+    assert batch.main(_args(tmp_path, engine_root, "--rerender")) == 0
     assert render.stat().st_mtime_ns != mtime
+
+
+def test_renders_of_another_shot_are_never_deleted_without_asking(
+        tmp_path: pathlib.Path, engine_root: str, capsys: pytest.CaptureFixture[str]) -> None:
+    first = new_scene()
+    assert batch.main(_args(tmp_path, engine_root)) == 0
+    out = tmp_path / "out"
+    kept = {p.name: p.stat().st_mtime_ns for p in [*(out / "render").glob("render_*.exr"),
+                                                  *out.glob("flowstyle_*.exr")]}
+    assert len(kept) == 6
+    second = new_scene()  # another shot, same output folder
+    before = render_settings_snapshot(second)
+    calls = len(fake_calls(engine_root))
+    capsys.readouterr()
+
+    assert batch.main(_args(tmp_path, engine_root)) == 1
+    err = capsys.readouterr().err
+    assert f"scene {first.name!r}" in err and "3 rendered frame(s)" in err
+    assert "--rerender" in err and str(out / "render") in err
+    assert {p: (out / "render" / p if p.startswith("render") else out / p).stat().st_mtime_ns
+            for p in kept} == kept  # nothing touched
+    assert len(fake_calls(engine_root)) == calls  # the engine never started
+    assert render_settings_snapshot(second) == before
+    assert pipeline.OFFER_RERENDER == {second.name}  # the panel offers "Replace Renders"
+
+    assert batch.main(_args(tmp_path, engine_root, "--rerender")) == 0  # asked: replaced
+    assert (out / "render" / "render_0001.exr").stat().st_mtime_ns != kept["render_0001.exr"]
+    assert second.name not in pipeline.OFFER_RERENDER
 
 
 def test_scene_settings_are_used_when_options_are_left_out(

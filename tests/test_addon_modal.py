@@ -155,3 +155,33 @@ def test_second_run_on_the_same_scene_is_refused(tmp_path: pathlib.Path) -> None
     finally:
         run.cancel()
     assert bpy.ops.flowstyle.stylize.poll()
+
+
+def test_panel_offers_to_replace_renders_of_another_shot(tmp_path: pathlib.Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    engine_root = fake_engine(str(tmp_path / "fake"))
+    monkeypatch.setenv("FLOWSTYLE_PYTHON", sys.executable)
+    monkeypatch.setenv("FLOWSTYLE_ENGINE_ROOT", engine_root)
+    out = str(tmp_path / "shared")
+    names = []
+    for name in ("A", "B"):
+        scene = new_scene(name)
+        set_styles(scene, [style_image(str(tmp_path))])
+        settings.settings_of(scene).output_dir = out
+        names.append(scene.name)
+    first_render = os.path.join(out, "render", "render_0001.exr")
+    bpy.context.window.scene = bpy.data.scenes[names[0]]  # type: ignore[union-attr]
+    assert bpy.ops.flowstyle.stylize() == {"FINISHED"}
+    mtime = os.stat(first_render).st_mtime_ns
+
+    scene = bpy.data.scenes[names[1]]
+    bpy.context.window.scene = scene  # type: ignore[union-attr]
+    with pytest.raises(RuntimeError, match="rendered frame"):
+        bpy.ops.flowstyle.stylize()
+    level, message, _log = pipeline.LAST_RESULT[scene.name]
+    assert level == "ERROR" and os.path.join(out, "render") in message
+    assert scene.name in pipeline.OFFER_RERENDER and os.stat(first_render).st_mtime_ns == mtime
+
+    assert bpy.ops.flowstyle.stylize(rerender=True) == {"FINISHED"}  # the panel's button
+    assert os.stat(first_render).st_mtime_ns != mtime
+    assert not settings.settings_of(scene).rerender  # a one-off, not a saved setting
