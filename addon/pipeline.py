@@ -235,7 +235,8 @@ class StylizeRun:
         root = resolve_engine_root(spec)
         assert root is not None
         self._engine = EngineProcess(spec.python, root,
-                                     ["stylize", "--job", spec.job_path, "--progress", "jsonl"],
+                                     ["stylize", "--job", spec.job_path, "--progress", "jsonl",
+                                      "--watch-parent"],
                                      spec.log_path)
         self._say(f"engine started (pid {self._engine.pid}), log: {spec.log_path}")
         self.phase = Phase.ENGINE

@@ -67,6 +67,8 @@ def _add_stylize(sub: Any) -> None:
     p.add_argument("--first-iterations", type=int, help="iterations for the first frame")
     p.add_argument("--height", type=int, help="working height in px (0 = full size)")
     p.add_argument("--progress", choices=["auto", "bar", "lines", "jsonl", "none"], default="auto")
+    p.add_argument("--watch-parent", action="store_true",
+                   help="stop (as on Ctrl-C) when the process that started this one ends")
 
 
 def settings_from(args: argparse.Namespace) -> tuple[Settings, str, str, bool]:
@@ -115,6 +117,9 @@ def settings_from(args: argparse.Namespace) -> tuple[Settings, str, str, bool]:
 
 def _stylize(args: argparse.Namespace) -> int:
     progress = Progress(args.progress)
+    if args.watch_parent:
+        from .watch import watch_parent
+        watch_parent()
     try:
         settings, input_path, out, allow_download = settings_from(args)
         from .run import SequenceRun  # torch import: after argument errors are reported
@@ -196,8 +201,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: finished frames are kept; run the same command to resume.",
-              file=sys.stderr)
+        try:  # stderr may be a pipe to a parent that is gone (--watch-parent)
+            print("interrupted: finished frames are kept; run the same command to resume.",
+                  file=sys.stderr)
+        except OSError:
+            pass
         return 130
 
 

@@ -275,8 +275,13 @@ class SequenceRun:
         path = state_path(self.out_dir, number)
         tmp = path + ".partial"
         scales = {f"{h}x{w}": v for (h, w), v in self.stylizer.scales.items()}
-        torch.save({"fingerprint": self.fingerprint, "image": image.cpu(), "scales": scales}, tmp)
-        os.replace(tmp, path)
+        try:
+            torch.save({"fingerprint": self.fingerprint, "image": image.cpu(), "scales": scales}, tmp)
+            os.replace(tmp, path)
+        except BaseException:  # also an interrupt: leave no half-written state behind
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
         keep = max(self.settings.long_term, default=1)
         for name in os.listdir(os.path.dirname(path)):
             if name.startswith("state_") and name.endswith(".pt") and int(name[6:12]) < number - keep:

@@ -50,7 +50,7 @@ def test_good_run_renders_stylizes_wires_and_restores(
     assert "frame 3 done (3/3)" in printed and "finished 3 frames" in printed
 
     (call,) = fake_calls(engine_root)
-    assert call["argv"][-2:] == ["--progress", "jsonl"]
+    assert call["argv"][-3:] == ["--progress", "jsonl", "--watch-parent"]
     job = call["job"]
     assert job["frames"] == [1, 3] and job["preset"] == "final"
     assert job["input"] == str(out / "render") and job["out"] == str(out)
