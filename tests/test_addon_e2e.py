@@ -4,13 +4,16 @@ render, skip every finished frame and add no compositor nodes."""
 
 from __future__ import annotations
 
+import json
 import pathlib
 import sys
 
 import pytest
 
-from addon_helpers import HEIGHT, WIDTH, new_scene, render_settings_snapshot, style_image
+from addon_helpers import (HEIGHT, WIDTH, new_scene, render_settings_snapshot, set_styles,
+                           style_image)
 
+import bpy
 import OpenEXR
 from addon import batch, compositor
 
@@ -52,3 +55,49 @@ def test_real_engine_end_to_end_and_resume(tmp_path: pathlib.Path,
     assert again.count("skipped (resumed)") == 3
     assert " done (" not in again  # no frame stylized again
     assert sorted(n.name for n in tree.nodes) == nodes
+
+
+def test_two_scenes_and_two_blend_files_in_one_folder_keep_their_own_shots(
+        tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Done-when of issue 8: shots run one after the other from batch mode, with default
+    output folders, keep all their renders and results, and each compositor shows its own."""
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    style = style_image(str(tmp_path))
+    blends = {"seq010": ["Shot", "Alt"], "seq020": ["Shot"]}  # "Shot" twice: same scene name
+    for blend, names in blends.items():
+        bpy.ops.wm.read_homefile(use_empty=True)
+        for name in names:
+            scene = new_scene(frames=(1, 2))
+            scene.name = name
+            set_styles(scene, [style])
+        bpy.ops.wm.save_as_mainfile(filepath=str(shots / f"{blend}.blend"))
+
+    made: dict[pathlib.Path, dict[str, int]] = {}
+    for blend, names in blends.items():
+        for name in names:
+            # What `blender -b shots/seq010.blend --command flowstyle stylize ...` does.
+            bpy.ops.wm.open_mainfile(filepath=str(shots / f"{blend}.blend"))
+            code = batch.main(["stylize", "--scene", name, "--save", *TINY])
+            printed = capsys.readouterr()
+            folder = shots / "flowstyle" / blend / name
+            assert code == 0, printed.err + (folder / "flowstyle.log").read_text()
+            made[folder] = {str(p): p.stat().st_mtime_ns for p in folder.rglob("*_000?.exr")}
+            assert len(made[folder]) == 4  # 2 renders + 2 stylized frames
+
+    for folder, files in made.items():  # nothing of an earlier shot was deleted or rewritten
+        assert {p: pathlib.Path(p).stat().st_mtime_ns for p in files} == files
+        stamp = json.loads((folder / "render" / "flowstyle_render.json").read_text())["key"]
+        blend, scene = folder.parent.name, folder.name  # the renders are this shot's own
+        assert (stamp["blend"], stamp["scene"]) == (str(shots / f"{blend}.blend"), scene)
+
+    for blend, names in blends.items():
+        bpy.ops.wm.open_mainfile(filepath=str(shots / f"{blend}.blend"))
+        for name in names:
+            tree = compositor.compositor_tree(bpy.data.scenes[name])
+            assert tree is not None
+            image = tree.nodes["Flowstyle Result"].image  # type: ignore[attr-defined]
+            shown = pathlib.Path(bpy.path.abspath(image.filepath))
+            assert shown == shots / "flowstyle" / blend / name / "flowstyle_0001.exr"
+            mix = tree.nodes["Flowstyle Mix"]
+            assert mix.outputs["Result"].links[0].to_node.bl_idname == "NodeGroupOutput"
