@@ -60,7 +60,6 @@ def build_parser() -> argparse.ArgumentParser:
     depth.add_argument("--depth", dest="use_depth", action="store_true")
     st.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     st.add_argument("--weights", help="caffe, torchvision or a weights file")
-    st.add_argument("--seed", type=int)
     st.add_argument("--iterations", type=int, help="optimizer iterations per later frame")
     st.add_argument("--first-iterations", type=int, help="optimizer iterations, first frame")
     st.add_argument("--height", type=int, help="working height in pixels")
@@ -93,7 +92,7 @@ def spec_from_args(scene: bpy.types.Scene, args: argparse.Namespace) -> JobSpec:
     if args.frames:
         spec.frame_start, spec.frame_end = job.parse_frames(args.frames)
     for name in ("preset", "style_strength", "temporal_strength", "flow", "use_depth",
-                 "device", "seed", "iterations", "first_iterations", "height", "mix",
+                 "device", "iterations", "first_iterations", "height", "mix",
                  "python", "rerender"):
         value = getattr(args, name)
         if value is not None:

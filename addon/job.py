@@ -67,7 +67,6 @@ class JobSpec:
     use_depth: bool = True
     device: str = "auto"
     weights: str = "caffe"
-    seed: int = 0
     iterations: int | None = None  # per frame after the first; None: the preset decides
     first_iterations: int | None = None  # first (cold-start) frame; None: the preset decides
     height: int | None = None  # working height in px; None: the preset decides
@@ -121,7 +120,6 @@ class JobSpec:
             "frames": [self.frame_start, self.frame_end],
             "device": self.device,
             "weights": self.weights,
-            "seed": self.seed,
             "iterations": self.iterations,
             "first_iterations": self.first_iterations,
             "height": self.height,

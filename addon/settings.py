@@ -96,7 +96,6 @@ class FlowstyleSettings(bpy.types.PropertyGroup):
                                               "starts from scratch (0 = from the preset)")
     height: IntProperty(name="Working Height", default=0, min=0, subtype="PIXEL",
                         description="Working height in pixels (0 = from the preset)")
-    seed: IntProperty(name="Seed", default=0, min=0, description="Random seed of the engine")
     rerender: BoolProperty(
         name="Always Re-render", default=False,
         description="Render the frames again, replacing the renders in the output folder, "
@@ -207,7 +206,6 @@ def spec_from_scene(scene: bpy.types.Scene) -> JobSpec:
         use_depth=settings.use_depth,
         device=prefs.device,
         weights=prefs.weights,
-        seed=settings.seed,
         iterations=settings.iterations or None,
         first_iterations=settings.first_iterations or None,
         height=settings.height or None,

@@ -65,7 +65,6 @@ def draw_flowstyle(layout: bpy.types.UILayout, context: bpy.types.Context) -> No
         body.prop(props, "first_iterations")
         body.prop(props, "iterations")
         body.prop(props, "height")
-        body.prop(props, "seed")
         body.prop(props, "rerender")
         row = body.row(align=True)
         row.operator("flowstyle.setup_passes", icon="RENDERLAYERS")

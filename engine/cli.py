@@ -62,7 +62,6 @@ def _add_stylize(sub: Any) -> None:
     p.add_argument("--allow-download", action="store_true",
                    help="allow downloading torchvision's weights (~548 MB) if not cached")
     p.add_argument("--optimizer", choices=["lbfgs", "adam"])
-    p.add_argument("--seed", type=int)
     p.add_argument("--iterations", type=int, help="iterations per later frame (overrides preset)")
     p.add_argument("--first-iterations", type=int, help="iterations for the first frame")
     p.add_argument("--height", type=int, help="working height in px (0 = full size)")
@@ -82,7 +81,7 @@ def settings_from(args: argparse.Namespace) -> tuple[Settings, str, str, bool]:
             raise FlowstyleError(f"{args.job}: cannot read the job file ({exc}).") from exc
     s = Settings()
     fields = {"preset", "style_strength", "temporal_strength", "flow", "use_depth", "device",
-              "precision", "weights", "optimizer", "seed", "iterations", "first_iterations",
+              "precision", "weights", "optimizer", "iterations", "first_iterations",
               "height", "content_weight", "style_weight", "tv_weight", "temporal_weight",
               "style_scale", "long_term"}
     for key, value in job.items():

@@ -83,7 +83,6 @@ class Settings:
     weights: str = "caffe"  # "caffe" (embedded), "torchvision" (download, asks first), or a path
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", "cuda:1", ...
     precision: str = "auto"  # VGG pass: "auto" (bf16 where the hardware has it), "fp32", "bf16"
-    seed: int = 0
     frames: tuple[int, int] | None = None  # inclusive frame range; None = every frame
 
     def resolved(self) -> "Settings":
@@ -100,17 +99,22 @@ class Settings:
             s.styles = [StyleImage(st.path, st.weight / total) for st in s.styles]
         return s
 
-    def fingerprint(self, style_digests: list[str]) -> str:
+    def fingerprint(self, style_digests: list[str], weights_digest: str) -> str:
         """A short hash of everything that changes the output pixels.
 
-        style_digests: content hashes of the style images (a changed file must count even
-        when its path did not change). Device and precision are left out on purpose: a frame
-        finished on the GPU is kept when the run resumes on the CPU.
+        style_digests: content hashes of the style images, weights_digest: of the weights
+        file (a changed file must count even when its path did not change; the same file
+        elsewhere changes nothing). The engine's version and source digest count too, so
+        frames made by other code are redone (digests.py). Device and precision are left
+        out on purpose: a frame finished on the GPU is kept when the run resumes on the CPU.
         """
+        from .digests import source_digest
         s = self.resolved()
         data = dataclasses.asdict(s)
         for key in ("device", "precision", "frames"):
             data.pop(key)
         data["styles"] = [(d, st.weight) for d, st in zip(style_digests, s.styles)]
+        data["weights"] = weights_digest
+        data["engine"] = source_digest()  # includes __version__
         blob = json.dumps(data, sort_keys=True, default=list).encode()
         return hashlib.sha256(blob).hexdigest()[:16]

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from . import colour, defaults, exr, flow as flowlib, lock
+from . import colour, defaults, digests, exr, flow as flowlib, lock
 from .defaults import Settings
 from .errors import FlowstyleError
 from .estimated_flow import estimate_flow
@@ -27,7 +27,7 @@ from .frames import Sequence, open_sequence
 from .progress import Progress
 from .stylize import (BASE_BYTES, Stylizer, TemporalTerm, autocast_dtype, available_bytes,
                       bytes_per_pixel, estimate_peak_bytes, resize, resolve_device)
-from .vgg import VGGFeatures
+from .vgg import VGGFeatures, weights_file as vgg_weights_file
 
 OUTPUT_PATTERN = "flowstyle_{:04d}.exr"
 STATE_DIR = ".flowstyle"  # inside the output folder: per-frame state for exact resume
@@ -148,14 +148,15 @@ class SequenceRun:
                                  "but --flow vectors was asked for. Enable the Vector pass (View "
                                  "Layer Properties > Passes, motion blur off) and render again, "
                                  "or use --flow auto to estimate the motion.")
-        self.style_images, digests = load_style_images(s)
-        self.fingerprint = s.fingerprint(digests)
+        self.style_images, style_digests = load_style_images(s)
         check_writable(self.out_dir)
         lock.refuse_if_held(self.out_dir)  # before the network loads: a quick refusal
         self.device = resolve_device(s.device)
         self.vgg = VGGFeatures(list(defaults.CONTENT_LAYERS + defaults.STYLE_LAYERS), s.weights,
                                allow_download)
         self.stylizer = Stylizer(s, self.vgg, self.style_images, self.device)
+        self.fingerprint = s.fingerprint(style_digests, digests.weights_digest(
+            vgg_weights_file(s.weights), os.path.join(self.out_dir, STATE_DIR)))
         h, w = self.sequence.height, self.sequence.width
         self.size = working_size(h, w, s.height or 0)
         check_memory(self.size, self.device, s.precision)
@@ -303,7 +304,6 @@ class SequenceRun:
 
     def stylize_frame(self, number: int):
         s = self.settings
-        torch.manual_seed(s.seed + number)
         cur = self.inputs(number)
         content = resize(cur.display, self.size)
         independent = s.temporal_strength == 0

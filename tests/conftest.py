@@ -87,3 +87,17 @@ def write_multilayer(path: Path, passes: dict, layer: str = "ViewLayer") -> None
 def read_frame(path: Path) -> dict:
     from engine import exr
     return exr.read_passes(str(path), exr.read_layout(str(path)))
+
+
+def png_frames(folder, count: int, size=(48, 32)):
+    """`count` small PNG frames of a gradient drifting right by one pixel per frame."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir()
+    x = np.arange(size[0])[None, :, None]
+    y = np.arange(size[1])[:, None, None]
+    for n in range(1, count + 1):
+        rgb = np.concatenate([(x + n) * 5 % 256 + 0 * y, y * 8 + 0 * x, (x * y) % 256], axis=2)
+        Image.fromarray(rgb.astype(np.uint8)).save(folder / f"frame_{n:04d}.png")
+    return folder

@@ -11,27 +11,14 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
-from PIL import Image
 
-from conftest import ROOT, _env
+from conftest import ROOT, _env, png_frames
 from engine import lock
 from engine.cli import main
 from engine.errors import FlowstyleError
 
 TINY = ["--height", "32", "--first-iterations", "3", "--iterations", "2", "--progress", "lines"]
-
-
-def png_frames(folder, count: int, size=(48, 32)):
-    """`count` small PNG frames of a gradient drifting right by one pixel per frame."""
-    folder.mkdir()
-    x = np.arange(size[0])[None, :, None]
-    y = np.arange(size[1])[:, None, None]
-    for n in range(1, count + 1):
-        rgb = np.concatenate([(x + n) * 5 % 256 + 0 * y, y * 8 + 0 * x, (x * y) % 256], axis=2)
-        Image.fromarray(rgb.astype(np.uint8)).save(folder / f"frame_{n:04d}.png")
-    return folder
 
 
 def dead_pid() -> int:

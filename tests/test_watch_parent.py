@@ -11,9 +11,8 @@ import time
 
 import pytest
 
-from conftest import ROOT, _env
+from conftest import ROOT, _env, png_frames
 from engine.lock import pid_alive
-from test_lock import png_frames
 
 PARENT = textwrap.dedent("""
     import subprocess, sys, time
