@@ -29,6 +29,9 @@ from typing import IO, Any
 
 ENGINE_PACKAGE = "engine"
 _LOG_TAIL_BYTES = 4000
+# The check imports torch (seconds; a first CUDA initialisation can take a minute); a check
+# that has not answered after this long is stuck (a hung driver, a network home folder).
+CHECK_TIMEOUT = 180.0
 
 
 class EngineError(RuntimeError):
@@ -166,9 +169,17 @@ def check_command(python: str, weights: str, device: str) -> list[str]:
     return engine_command(python, "check", "--json", "--weights", weights, "--device", device)
 
 
+def _timed_out(python: str, timeout: float) -> CheckResult:
+    return CheckResult(False, {}, [f"The engine check in {python!r} did not answer within "
+                                   f"{timeout:g} s and was stopped"],
+                       ["Run `python -m engine check` in that interpreter from a terminal to "
+                        "see where it hangs (torch import, GPU driver)."])
+
+
 def run_check(python: str, engine_root: str, weights: str = "caffe", device: str = "auto",
-              timeout: float = 180.0) -> CheckResult:
-    """Run `engine check --json` and wait for it (used by the preferences button and batch)."""
+              timeout: float = CHECK_TIMEOUT) -> CheckResult:
+    """Run `engine check --json` and wait for it (batch mode and scripts; the UI polls a
+    `CheckProcess` instead, so Blender never waits on it)."""
     problem = check_interpreter(python)
     if problem:
         return CheckResult(False, {}, [problem], [])
@@ -177,19 +188,25 @@ def run_check(python: str, engine_root: str, weights: str = "caffe", device: str
                               env=engine_env(engine_root), cwd=engine_root,
                               capture_output=True, text=True, timeout=timeout,
                               creationflags=_popen_flags())
+    except subprocess.TimeoutExpired:
+        return _timed_out(python, timeout)
     except (OSError, subprocess.SubprocessError) as exc:
         return CheckResult(False, {}, [f"Could not run {python!r}: {exc}"], [])
     return parse_check_output(proc.returncode, proc.stdout, proc.stderr)
 
 
 class CheckProcess:
-    """`engine check --json` started in the background and polled (for the UI's modal run)."""
+    """`engine check --json` started in the background and polled (the UI's runs and its
+    Check Engine button): starting and `poll()` return at once; after `timeout` seconds
+    without an answer the check is killed and `poll()` says so."""
 
     def __init__(self, python: str, engine_root: str, weights: str = "caffe",
-                 device: str = "auto") -> None:
+                 device: str = "auto", timeout: float = CHECK_TIMEOUT) -> None:
         self._python = python
         self._proc: subprocess.Popen[str] | None = None
         self._result: CheckResult | None = None
+        self.timeout = timeout
+        self._deadline = time.monotonic() + timeout
         problem = check_interpreter(python)
         if problem:
             self._result = CheckResult(False, {}, [problem], [])
@@ -203,11 +220,16 @@ class CheckProcess:
             self._result = CheckResult(False, {}, [f"Could not run {python!r}: {exc}"], [])
 
     def poll(self) -> CheckResult | None:
-        """The result once the check has exited, else None (never blocks for long)."""
-        if self._result is None and self._proc is not None and self._proc.poll() is not None:
-            # The check prints a few hundred bytes: the pipes cannot have filled and blocked.
-            out, err = self._proc.communicate()
-            self._result = parse_check_output(self._proc.returncode, out, err)
+        """The result once the check has exited (or timed out), else None (never blocks for
+        long)."""
+        if self._result is None and self._proc is not None:
+            if self._proc.poll() is not None:
+                # The check prints a few hundred bytes: the pipes cannot have filled and blocked.
+                out, err = self._proc.communicate()
+                self._result = parse_check_output(self._proc.returncode, out, err)
+            elif time.monotonic() > self._deadline:
+                self.terminate()
+                self._result = _timed_out(self._python, self.timeout)
         return self._result
 
     def terminate(self) -> None:

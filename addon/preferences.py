@@ -3,18 +3,22 @@
 These belong to the machine, not the shot, so they live in Blender's preferences. The
 "Check Engine" button runs `engine check --json` in that interpreter and shows what it found
 and how to fix what is missing: the engine needs torch, which Blender's own Python lacks.
+The check runs in the background (a timer polls it; Blender stays usable) and is stopped
+after `engine_client.CHECK_TIMEOUT` seconds; in background mode it waits, up to that timeout.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
+from typing import Any
 
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
 from . import engine_client
-from .engine_client import CheckResult
-from .typing_bl import OperatorResult
+from .engine_client import CheckProcess, CheckResult
+from .typing_bl import OperatorResult, window_manager
 
 ADDON_ID = __package__ or "flowstyle"
 
@@ -32,6 +36,9 @@ WEIGHTS_ITEMS = [
 
 # The last "Check Engine" result, shown in the preferences (not saved: it is about now).
 LAST_CHECK: dict[str, CheckResult] = {}
+# The check running now, if any (the preferences show "Checking...").
+RUNNING_CHECK: dict[str, CheckProcess] = {}
+TIMER_INTERVAL = 0.25  # s between polls of a running check
 
 
 @dataclasses.dataclass
@@ -67,7 +74,11 @@ class FlowstylePreferences(bpy.types.AddonPreferences):
         elif self.weights == "torchvision" and not bpy.app.online_access:
             layout.label(text="Online access is off: torchvision weights cannot be downloaded",
                          icon="ERROR")
-        layout.operator("flowstyle.check_engine", icon="CHECKMARK")
+        if "check" in RUNNING_CHECK:
+            layout.label(text="Checking the engine (up to "
+                              f"{engine_client.CHECK_TIMEOUT:g} s)...", icon="SORTTIME")
+        else:
+            layout.operator("flowstyle.check_engine", icon="CHECKMARK")
         draw_check_result(layout, LAST_CHECK.get("result"))
 
 
@@ -101,27 +112,110 @@ def engine_prefs() -> EnginePrefs:
                        device=prefs.device, weights=weights)
 
 
+def start_check(timeout: float | None = None) -> CheckProcess | str:
+    """Start `engine check` for the current preferences in the background (stopped after
+    `timeout`, default engine_client.CHECK_TIMEOUT, seconds); a problem (str) when it cannot
+    start at all."""
+    root = engine_client.default_engine_root()
+    if root is None:
+        return "The engine is missing from this add-on: reinstall Flowstyle."
+    prefs = engine_prefs()
+    check = CheckProcess(prefs.python, root, prefs.weights, prefs.device,
+                         timeout=engine_client.CHECK_TIMEOUT if timeout is None else timeout)
+    RUNNING_CHECK["check"] = check
+    LAST_CHECK.pop("result", None)
+    return check
+
+
+def poll_check() -> CheckResult | None:
+    """One timer tick: the result once the running check has ended (then kept in LAST_CHECK
+    for the preferences to show), else None. Returns at once."""
+    check = RUNNING_CHECK.get("check")
+    result = check.poll() if check is not None else None
+    if result is not None:
+        RUNNING_CHECK.pop("check", None)
+        LAST_CHECK["result"] = result
+    return result
+
+
+def stop_check() -> None:
+    check = RUNNING_CHECK.pop("check", None)
+    if check is not None:
+        check.terminate()
+
+
 class FLOWSTYLE_OT_check_engine(bpy.types.Operator):
-    """Run the engine's self-check in the chosen interpreter: torch, device, weights"""
+    """Run the engine's self-check in the chosen interpreter: torch, device, weights.
+Runs in the background; Blender stays usable"""
 
     bl_idname = "flowstyle.check_engine"
     bl_label = "Check Engine"
 
+    _timer: Any = None
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return "check" not in RUNNING_CHECK
+
     def execute(self, context: bpy.types.Context) -> OperatorResult:
-        root = engine_client.default_engine_root()
-        if root is None:
-            self.report({"ERROR"}, "The engine is missing from this add-on: reinstall Flowstyle.")
+        """Synchronous (background mode, scripts): waits for the check, up to the timeout."""
+        started = start_check()
+        if isinstance(started, str):
+            self.report({"ERROR"}, started)
             return {"CANCELLED"}
-        # Blocks for a few seconds (torch imports slowly); fine for a button the user pressed.
-        prefs = engine_prefs()
-        result = engine_client.run_check(prefs.python, root, prefs.weights, prefs.device)
-        LAST_CHECK["result"] = result
+        while (result := poll_check()) is None:
+            time.sleep(0.1)
+        return self._report(result)
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> OperatorResult:
+        if bpy.app.background or context.window is None:
+            return self.execute(context)
+        started = start_check()
+        if isinstance(started, str):
+            self.report({"ERROR"}, started)
+            return {"CANCELLED"}
+        wm = window_manager(context)
+        self._timer = wm.event_timer_add(TIMER_INTERVAL, window=context.window)
+        wm.modal_handler_add(self)
+        _redraw_preferences(context)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> OperatorResult:
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}  # never in the user's way
+        result = poll_check()
+        if result is None:
+            return {"PASS_THROUGH"}
+        self._end(context)
+        return self._report(result)
+
+    def cancel(self, context: bpy.types.Context) -> None:
+        # Blender drops the operator (file load, quit): stop the check process.
+        stop_check()
+        self._end(context)
+
+    def _end(self, context: bpy.types.Context) -> None:
+        if self._timer is not None:
+            window_manager(context).event_timer_remove(self._timer)
+            self._timer = None
+        _redraw_preferences(context)
+
+    def _report(self, result: CheckResult) -> OperatorResult:
         if result.ok:
             self.report({"INFO"}, "Flowstyle engine OK: " + result.summary())
             return {"FINISHED"}
         self.report({"ERROR"}, "Flowstyle engine not usable: " + "; ".join(
             result.problems + result.fixes))
         return {"CANCELLED"}
+
+
+def _redraw_preferences(context: bpy.types.Context) -> None:
+    wm = context.window_manager
+    for window in wm.windows if wm is not None else []:
+        screen = window.screen
+        for area in screen.areas if screen is not None else []:
+            if area.type == "PREFERENCES":
+                area.tag_redraw()
 
 
 CLASSES = (FlowstylePreferences, FLOWSTYLE_OT_check_engine)

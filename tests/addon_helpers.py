@@ -162,6 +162,7 @@ _FAKE_MAIN = textwrap.dedent('''
 
     def main(argv):
         if argv[:1] == ["check"]:
+            time.sleep(CONFIG.get("check_delay", 0.0))
             ok = CONFIG.get("torch", True)
             print(json.dumps({"ok": ok, "python": sys.version.split()[0],
                               "torch": "2.0-fake" if ok else None, "cuda": False,
@@ -215,7 +216,8 @@ def fake_engine(root: str, **config: Any) -> str:
     """Write a fake `engine` package under `root` (returned: the folder to put on PYTHONPATH).
 
     config: mode = "ok" | "crash" | "bad"; delay = seconds before each frame after the
-    first; torch = False makes `check` report a Python without torch.
+    first; torch = False makes `check` report a Python without torch; check_delay = seconds
+    the check takes.
     """
     package = os.path.join(root, "engine")
     os.makedirs(package, exist_ok=True)
