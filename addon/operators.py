@@ -1,13 +1,12 @@
 """Operators: stylize (modal, non-blocking), cancel, pass set-up and its undo, styles list.
 
 The stylize operator is a thin shell around `pipeline.StylizeRun`: a timer calls
-`run.step()`, and the operator only mirrors the run's progress into Blender's UI: the status
-bar text (frame count, ETA), the panel's progress bar, and, while frames render, the
-window-manager progress (`wm.progress_*`). That last one turns the mouse cursor into a
-progress indicator, which suits the render phase (Blender is busy, as in its own renders)
-but not the engine phase, which can take hours while the artist keeps working; so it ends
-when the engine starts. In background mode (scripts, `blender -b`) timers never fire, so
-there it runs the same steps synchronously.
+`run.step()`, and the operator only mirrors the run's progress into Blender's UI (the status
+bar text with frame count and ETA, the panel's progress bar). Frames render through Blender's
+own render job, so Blender stays usable while they render and shows each frame as it comes;
+Esc in the render cancels the frame and the run, Esc elsewhere (or Cancel in the panel)
+cancels the run. In background mode (scripts, `blender -b`) timers never fire, so there it
+runs the same steps synchronously.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from . import compositor, passes, pipeline, settings
 from .pipeline import Phase, StylizeError, StylizeRun
 from .typing_bl import OperatorResult, ReportLevel, context_scene, window_manager
 
-TIMER_INTERVAL = 0.1  # s between steps; a step renders at most one frame
+TIMER_INTERVAL = 0.1  # s between steps; no step waits for a render or the engine
 
 
 def active_view_layer(context: bpy.types.Context, scene: bpy.types.Scene) -> str:
@@ -55,7 +54,6 @@ Esc cancels; finished frames are kept and a new run resumes"""
 
     _run: StylizeRun | None = None
     _timer: Any = None
-    _cursor_progress = False
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
@@ -122,15 +120,6 @@ Esc cancels; finished frames are kept and a new run resumes"""
     def _show(self, context: bpy.types.Context) -> None:
         run = self._run
         assert run is not None
-        wm = window_manager(context)
-        rendering = run.phase is Phase.RENDER
-        if rendering and not self._cursor_progress:
-            wm.progress_begin(0, 100)
-        elif self._cursor_progress and not rendering:
-            wm.progress_end()
-        self._cursor_progress = rendering
-        if rendering:
-            wm.progress_update(run.fraction() * 1000)  # the render is the first tenth
         if context.workspace is not None:
             context.workspace.status_text_set(run.status_text() + "   (Esc: cancel)")
         _redraw(context)
@@ -140,9 +129,6 @@ Esc cancels; finished frames are kept and a new run resumes"""
         if self._timer is not None:
             wm.event_timer_remove(self._timer)
             self._timer = None
-        if self._cursor_progress:
-            wm.progress_end()
-            self._cursor_progress = False
         if context.workspace is not None:
             context.workspace.status_text_set(None)
         _redraw(context)

@@ -10,8 +10,13 @@ each timer tick, batch mode calls it in a loop (timers never fire in `blender -b
 batch tests exercise exactly the code the UI runs.
 
 Each step is short: the engine check and the engine run are separate processes that are only
-polled; rendering is one frame per step (that frame's render does block Blender; a frame is the
-smallest unit Blender can render, and between frames the UI redraws and Esc is seen).
+polled. Rendering is one frame at a time, in one of two ways (render.py):
+
+* Blender has a window (`render_job=True`, the default unless `bpy.app.background`): each
+  frame is Blender's own render job, started by one step; the next steps only look whether
+  its `render_complete` / `render_cancel` handler has fired. The UI stays live while a frame
+  renders, and Esc (Blender's own, in the render) cancels it mid-frame, which cancels the run.
+* Background mode (batch, scripts): a step renders one frame, blocking.
 
 Whatever happens (error, cancel, exception), the user's render settings are restored and the
 engine process is stopped; frames already finished (rendered or stylized) are kept, and the
@@ -31,7 +36,7 @@ import bpy
 from . import compositor, engine_client, job, passes
 from .engine_client import CheckResult, EngineProcess, Progress
 from .job import JobSpec
-from .render import ForeignRendersError, FrameRenderer
+from .render import ForeignRendersError, FrameRenderer, JobState, RenderJob
 
 # Successful engine checks by (python, engine root): the check imports torch (seconds), and
 # its answer does not change while Blender runs unless the environment does.
@@ -96,8 +101,12 @@ class StylizeRun:
     """See the module docstring. `on_message` receives one human line per notable event."""
 
     def __init__(self, scene: bpy.types.Scene, view_layer: str, spec: JobSpec,
-                 on_message: Callable[[str], None] | None = None) -> None:
+                 on_message: Callable[[str], None] | None = None,
+                 render_job: bool | None = None) -> None:
         self.scene_name = scene.name
+        # Render through Blender's render job (the UI stays live) unless there is no UI.
+        use_job = not bpy.app.background if render_job is None else render_job
+        self.render_job: RenderJob | None = RenderJob() if use_job else None
         self.view_layer = view_layer
         self.spec = spec
         self.on_message = on_message or (lambda text: None)
@@ -166,14 +175,18 @@ class StylizeRun:
             self._fail(str(exc) or type(exc).__name__)
         return self.running
 
-    def cancel(self) -> None:
-        """Stop now. Finished frames stay on disk; settings are restored."""
+    def cancel(self, why: str = "Cancelled") -> None:
+        """Stop now. Finished frames stay on disk; settings are restored (once Blender has
+        stopped rendering, if a render job is still in flight)."""
         if not self.running:
             return
         self._cleanup()
         done = len(self.spec.finished_frames())
+        rendered = len(self.renderer.rendered) if self.renderer is not None else 0
         self._finish(Phase.CANCELLED,
-                     f"Cancelled; {done} finished frame(s) kept in {self.spec.out_dir}")
+                     f"{why}; {done} finished frame(s) kept in {self.spec.out_dir}"
+                     + (f", {rendered} newly rendered frame(s) kept for the next run"
+                        if rendered and self.phase is Phase.RENDER else ""))
 
     def run_to_completion(self, poll_interval: float = 0.1) -> None:
         """Drive the run until it ends (batch). Ctrl+C cancels cleanly."""
@@ -220,9 +233,24 @@ class StylizeRun:
                 for change in self.pass_changes:
                     self._say(f"render setting (restored afterwards): {change}")
         if renderer.todo:
-            frame = renderer.render_next()
+            job = self.render_job
+            if job is None:  # background mode: render the frame now, blocking
+                frame = renderer.render_next()
+            elif job.state is JobState.IDLE:
+                frame = renderer.start_job(job)
+                self._say(f"rendering frame {frame} (Esc in the render cancels)")
+                return
+            elif job.state is JobState.RUNNING:
+                return  # Blender renders; the UI is live
+            elif job.state is JobState.CANCELLED:
+                self.cancel("Rendering cancelled")
+                return
+            else:
+                frame = renderer.collect_job(job)
             self._say(f"rendered frame {frame} ({len(renderer.rendered)}/{self._render_total})")
             return
+        if self.render_job is not None:
+            self.render_job.remove()
         problems = renderer.end()
         self.warnings.extend(problems)
         for problem in problems:
@@ -285,6 +313,24 @@ class StylizeRun:
         if self._engine is not None:
             self._engine.terminate()
             self._engine = None
+        job = self.render_job
+        if job is not None and job.in_flight():
+            # Blender is still rendering our frame and writes it with the scene's settings
+            # when it ends: restore them only then (Esc in the render stops it sooner).
+            bpy.app.timers.register(self._restore_after_job, first_interval=0.2)
+            return
+        self._restore()
+
+    def _restore_after_job(self) -> float | None:
+        """Timer: restore the settings once Blender's render job is over."""
+        if self.render_job is not None and self.render_job.in_flight():
+            return 0.2
+        self._restore()
+        return None
+
+    def _restore(self) -> None:
+        if self.render_job is not None:
+            self.render_job.remove()
         if self.renderer is not None and self.renderer.active:
             try:
                 self.warnings.extend(self.renderer.end())

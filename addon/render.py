@@ -1,9 +1,16 @@
 """Rendering the frames the engine reads, one frame at a time, reusing an earlier render.
 
 Frames go to `<out>/render/render_####.exr` as multilayer EXR (Combined + Vector (+ Depth)).
-One frame per call, so that the same code serves both callers: the panel's modal operator
-renders one frame per timer tick (Blender stays responsive and Esc works between frames) and
-batch mode simply loops.
+Two ways to render a frame, one frame per call either way:
+
+* `render_next()` blocks until the frame is written (`bpy.ops.render.render()`): batch mode
+  and scripts (`bpy.app.background`), where nothing else happens meanwhile anyway.
+* `start_job()` / `collect_job()`, with Blender has a window: the frame is rendered by
+  Blender's own render job (`render.render('INVOKE_DEFAULT')`, what F12 does), so the UI
+  stays live, Blender shows the frame as it renders, and Esc cancels it mid-frame. A
+  `RenderJob` listens to the `render_complete` / `render_cancel` handlers and only records
+  what happened; the caller's next timer tick acts on it (handlers may run outside the main
+  thread, where Blender data must not be changed).
 
 Each frame is first written into `render/.partial/` and then renamed, so a file named
 `render_####.exr` is always complete. A stamp file records which scene, view layer, camera,
@@ -22,6 +29,7 @@ recorded, and `end()` puts them all back (callers call it in `finally`).
 
 from __future__ import annotations
 
+import enum
 import glob
 import json
 import os
@@ -93,6 +101,79 @@ def render_key(scene: bpy.types.Scene, view_layer: str, spec: JobSpec) -> dict[s
         "resolution": [r.resolution_x, r.resolution_y, r.resolution_percentage],
         "use_depth": spec.use_depth,
     }
+
+
+class JobState(enum.Enum):
+    IDLE = "idle"  # no frame in flight
+    RUNNING = "running"  # Blender's render job is rendering our frame
+    COMPLETE = "complete"  # it finished (render_complete): the frame can be collected
+    CANCELLED = "cancelled"  # the user stopped it (Esc, render_cancel)
+
+
+class RenderJob:
+    """Blender's render job for one frame at a time, seen through its handlers.
+
+    `install()` adds `on_complete` / `on_cancel` to `bpy.app.handlers.render_complete` /
+    `render_cancel`, `remove()` takes them away again. The handlers only change `state`.
+    """
+
+    def __init__(self) -> None:
+        self.state = JobState.IDLE
+        self.installed = False
+
+    def install(self) -> None:
+        if not self.installed:
+            bpy.app.handlers.render_complete.append(self.on_complete)
+            bpy.app.handlers.render_cancel.append(self.on_cancel)
+            self.installed = True
+
+    def remove(self) -> None:
+        for handlers, handler in ((bpy.app.handlers.render_complete, self.on_complete),
+                                  (bpy.app.handlers.render_cancel, self.on_cancel)):
+            while handler in handlers:
+                handlers.remove(handler)
+        self.installed = False
+
+    def on_complete(self, scene: bpy.types.Scene, *args: object) -> None:
+        if self.state is JobState.RUNNING:
+            self.state = JobState.COMPLETE
+
+    def on_cancel(self, scene: bpy.types.Scene, *args: object) -> None:
+        if self.state is JobState.RUNNING:
+            self.state = JobState.CANCELLED
+
+    def in_flight(self) -> bool:
+        """True while Blender still renders our frame (its settings must not change yet)."""
+        return self.state is JobState.RUNNING and self._blender_rendering()
+
+    @staticmethod
+    def _blender_rendering() -> bool:
+        """Blender's own word (a handler might never fire, e.g. if its job failed to start)."""
+        return bpy.app.is_job_running("RENDER")
+
+    def _invoke(self, scene: bpy.types.Scene, view_layer: str) -> set[str]:
+        """F12 for one frame, as if pressed in the UI (a test replaces this to play the
+        windowed case, where the job goes on after the call returns)."""
+        result = bpy.ops.render.render("INVOKE_DEFAULT", write_still=True, scene=scene.name,
+                                       layer=view_layer)
+        return set(result or ())
+
+    def start(self, scene: bpy.types.Scene, view_layer: str) -> None:
+        """Start rendering the scene's current frame with write_still. In a windowed Blender
+        this returns at once (RUNNING_MODAL) and a handler reports the end; in background
+        mode Blender renders before returning and the handler has already fired."""
+        self.install()
+        self.state = JobState.RUNNING
+        try:
+            result = self._invoke(scene, view_layer)
+        except RuntimeError as exc:
+            self.state = JobState.IDLE
+            raise RenderError(f"Blender could not render frame {scene.frame_current}: "
+                              f"{exc}") from exc
+        if not result & {"RUNNING_MODAL", "FINISHED"}:
+            self.state = JobState.IDLE
+            raise RenderError(f"Blender did not start rendering frame {scene.frame_current} "
+                              "(is another render running?): wait for it, then run again.")
 
 
 class FrameRenderer:
@@ -179,28 +260,56 @@ class FrameRenderer:
         os.makedirs(partial, exist_ok=True)
         return list(self.changes)
 
-    def render_next(self) -> int | None:
-        """Render the next missing frame; return its number, or None when all are done."""
-        if not self.todo:
-            return None
+    def _prepare(self) -> tuple[int, bpy.types.Scene, str]:
+        """Set the scene to the next frame and the output path to its partial file."""
         if not self.active:
             raise RenderError("FrameRenderer.begin() must be called before rendering.")
         frame = self.todo[0]
         scene = self._scene()
-        final = self.spec.render_path(frame)
-        partial = os.path.join(self.spec.render_dir, PARTIAL_SUBDIR, os.path.basename(final))
+        partial = self._partial_path(frame)
         scene.frame_set(frame)
         passes.set_recorded(scene, "render", "filepath", partial, self.changes)
+        return frame, scene, partial
+
+    def _partial_path(self, frame: int) -> str:
+        final = self.spec.render_path(frame)
+        return os.path.join(self.spec.render_dir, PARTIAL_SUBDIR, os.path.basename(final))
+
+    def _collect(self, frame: int) -> int:
+        """The frame's partial file is complete: give it its final name."""
+        partial = self._partial_path(frame)
+        if not os.path.isfile(partial):
+            raise RenderError(f"Blender did not write frame {frame} ({partial}); see the console.")
+        os.replace(partial, self.spec.render_path(frame))
+        self.todo.remove(frame)
+        self.rendered.append(frame)
+        return frame
+
+    def render_next(self) -> int | None:
+        """Render the next missing frame, blocking; return its number, or None when all are
+        done."""
+        if not self.todo:
+            return None
+        frame, scene, _partial = self._prepare()
         try:
             result = bpy.ops.render.render(write_still=True, scene=scene.name, layer=self.view_layer)
         except RuntimeError as exc:
             raise RenderError(f"Blender could not render frame {frame}: {exc}") from exc
-        if "FINISHED" not in (result or set()) or not os.path.isfile(partial):
-            raise RenderError(f"Blender did not write frame {frame} ({partial}); see the console.")
-        os.replace(partial, final)
-        self.todo.pop(0)
-        self.rendered.append(frame)
+        if "FINISHED" not in (result or set()):
+            raise RenderError(f"Blender did not render frame {frame}; see the console.")
+        return self._collect(frame)
+
+    def start_job(self, job: RenderJob) -> int:
+        """Hand the next missing frame to Blender's render job; return its number."""
+        frame, scene, _partial = self._prepare()
+        job.start(scene, self.view_layer)
         return frame
+
+    def collect_job(self, job: RenderJob) -> int:
+        """After `job` reported COMPLETE: keep the frame it rendered; return its number."""
+        assert job.state is JobState.COMPLETE
+        job.state = JobState.IDLE
+        return self._collect(self.todo[0])
 
     def end(self) -> list[str]:
         """Put every setting back as it was; safe to call more than once."""

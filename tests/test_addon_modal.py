@@ -11,6 +11,7 @@ import os
 import pathlib
 import sys
 import time
+from typing import Any
 
 import pytest
 
@@ -18,17 +19,19 @@ from addon_helpers import (fake_engine, new_scene, render_settings_snapshot, set
                            set_styles, style_image)
 
 import bpy
-from addon import pipeline, settings
+from addon import pipeline, render, settings
 from addon.pipeline import Phase, StylizeRun
+from addon.render import JobState
 
 
-def _run(scene: bpy.types.Scene, tmp_path: pathlib.Path, engine_root: str) -> StylizeRun:
+def _run(scene: bpy.types.Scene, tmp_path: pathlib.Path, engine_root: str,
+         render_job: bool | None = None) -> StylizeRun:
     set_styles(scene, [style_image(str(tmp_path))])
     spec = settings.spec_from_scene(scene)
     spec.out_dir = str(tmp_path / "out")
     spec.python = sys.executable
     spec.engine_root = engine_root
-    return StylizeRun(scene, scene.view_layers[0].name, spec)
+    return StylizeRun(scene, scene.view_layers[0].name, spec, render_job=render_job)
 
 
 def _step_until(run: StylizeRun, done: object, timeout: float = 60.0) -> None:
@@ -185,3 +188,94 @@ def test_panel_offers_to_replace_renders_of_another_shot(tmp_path: pathlib.Path,
     assert bpy.ops.flowstyle.stylize(rerender=True) == {"FINISHED"}  # the panel's button
     assert os.stat(first_render).st_mtime_ns != mtime
     assert not settings.settings_of(scene).rerender  # a one-off, not a saved setting
+
+
+# -- The windowed path: frames rendered by Blender's own render job --------------------------
+# bpy is always in background mode here, where `render.render('INVOKE_DEFAULT')` renders before
+# it returns and fires the real render_complete handler; a test that plays a job still running
+# after the call (as in a windowed Blender) replaces RenderJob._invoke.
+
+
+def _ours(handlers: list[Any], job: render.RenderJob) -> bool:
+    return any(getattr(h, "__self__", None) is job for h in handlers)
+
+
+def test_render_job_path_is_driven_by_blenders_render_handlers(tmp_path: pathlib.Path) -> None:
+    engine_root = fake_engine(str(tmp_path / "fake"))
+    scene = new_scene()
+    before = render_settings_snapshot(scene)
+    run = _run(scene, tmp_path, engine_root, render_job=True)
+    job = run.render_job
+    assert job is not None
+    run.start()
+    _step_until(run, lambda: run.phase is Phase.RENDER)
+    run.step()  # hands frame 1 to Blender's render job
+    assert _ours(bpy.app.handlers.render_complete, job)
+    assert _ours(bpy.app.handlers.render_cancel, job)
+    assert job.state is JobState.COMPLETE  # set by the real render_complete handler
+    render_dir = tmp_path / "out" / "render"
+    assert (render_dir / ".partial" / "render_0001.exr").is_file()
+    assert not (render_dir / "render_0001.exr").exists()  # collected on the next step
+    run.step()
+    assert (render_dir / "render_0001.exr").is_file() and job.state is JobState.IDLE
+    _step_until(run, lambda: not run.running)
+    assert run.phase is Phase.DONE, run.message
+    assert run.renderer is not None and run.renderer.rendered == [1, 2, 3]
+    assert not _ours(bpy.app.handlers.render_complete, job)  # handlers removed at the end
+    assert not _ours(bpy.app.handlers.render_cancel, job)
+    assert render_settings_snapshot(scene) == before
+
+
+def test_render_job_cancelled_with_esc_cancels_the_run(tmp_path: pathlib.Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    engine_root = fake_engine(str(tmp_path / "fake"))
+    scene = new_scene()
+    before = render_settings_snapshot(scene)
+    run = _run(scene, tmp_path, engine_root, render_job=True)
+    run.start()
+    _step_until(run, lambda: run.phase is Phase.RENDER)
+    # A windowed Blender: the job goes on rendering after F12 returns.
+    monkeypatch.setattr(render.RenderJob, "_invoke", lambda self, s, layer: {"RUNNING_MODAL"})
+    run.step()
+    job = run.render_job
+    assert job is not None and job.state is JobState.RUNNING
+    started = time.monotonic()
+    for _ in range(5):  # timer ticks while Blender renders: they return at once
+        assert run.step()
+    assert time.monotonic() - started < 1.0
+    assert "rendering frame 1" in run.message
+
+    for handler in list(bpy.app.handlers.render_cancel):  # Esc: Blender cancels the render
+        handler(scene, None)
+    assert run.step() is False
+    assert run.phase is Phase.CANCELLED and run.message.startswith("Rendering cancelled")
+    assert render_settings_snapshot(scene) == before
+    assert not _ours(bpy.app.handlers.render_cancel, job)
+    assert not (tmp_path / "out" / "render" / "render_0001.exr").exists()
+    assert scene.name not in pipeline.ACTIVE
+
+
+def test_cancel_during_a_render_job_restores_settings_once_blender_stops(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blender writes the frame with the scene's settings when its job ends: putting the
+    user's settings back earlier would write a stray file with them."""
+    engine_root = fake_engine(str(tmp_path / "fake"))
+    scene = new_scene()
+    before = render_settings_snapshot(scene)
+    run = _run(scene, tmp_path, engine_root, render_job=True)
+    run.start()
+    _step_until(run, lambda: run.phase is Phase.RENDER)
+    monkeypatch.setattr(render.RenderJob, "_invoke", lambda self, s, layer: {"RUNNING_MODAL"})
+    run.step()
+    job = run.render_job
+    assert job is not None
+    monkeypatch.setattr(render.RenderJob, "_blender_rendering", staticmethod(lambda: True))
+    run.cancel()  # the panel's Cancel button while Blender renders
+    assert run.phase is Phase.CANCELLED
+    assert scene.render.image_settings.file_format == "OPEN_EXR_MULTILAYER"  # not yet
+    assert run._restore_after_job() == 0.2  # the timer keeps waiting
+    for handler in list(bpy.app.handlers.render_complete):  # the frame ends
+        handler(scene, None)
+    assert run._restore_after_job() is None
+    assert render_settings_snapshot(scene) == before
+    assert not _ours(bpy.app.handlers.render_complete, job)
