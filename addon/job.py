@@ -12,6 +12,7 @@ Folder layout of one run, all under `JobSpec.out_dir`:
     flowstyle_0001.exr ...       stylized frames written by the engine
     job.json                     the job handed to the engine
     flowstyle.log                the engine's stderr (human-readable log)
+    .flowstyle/lock              held by the engine while it runs (engine/lock.py)
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import socket
 import tempfile
+import time
 from typing import Any
 
 # Allowed values; the engine CLI defines them, these mirror its contract.
@@ -33,6 +36,8 @@ RENDER_PREFIX = "render_"
 OUTPUT_PREFIX = "flowstyle_"
 JOB_FILE = "job.json"
 LOG_FILE = "flowstyle.log"
+# The engine's lock file (engine/lock.py): JSON {pid, host, started, command, token}.
+LOCK_FILE = os.path.join(".flowstyle", "lock")
 
 
 class JobError(ValueError):
@@ -218,3 +223,71 @@ def check_output_writable(out_dir: str) -> str | None:
         return (f"The output folder {out_dir!r} cannot be written ({exc.strerror or exc}): "
                 "choose another output folder.")
     return None
+
+
+def _pid_alive(pid: int) -> bool | None:
+    """Whether `pid` runs on this machine; None where it cannot be told safely (Windows:
+    os.kill would terminate the process)."""
+    if os.name == "nt":
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    try:  # Linux: a zombie no longer runs; a process started after the lock is another one
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rpartition(")")[2].split()
+        return fields[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _started_after(pid: int, when: float) -> bool:
+    """Linux: True when process `pid` started after `when` (its pid was reused)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            ticks = int(fh.read().rpartition(")")[2].split()[19])
+        with open("/proc/stat", encoding="ascii") as fh:
+            boot = next(int(line.split()[1]) for line in fh if line.startswith("btime"))
+        return boot + ticks / os.sysconf("SC_CLK_TCK") > when + 2
+    except (OSError, ValueError, IndexError, StopIteration, AttributeError):
+        return False
+
+
+def busy_folder_problem(out_dir: str) -> str | None:
+    """Why `out_dir` must not be used now: another Flowstyle run holds its lock. None when
+    free, or when the lock is a dead run's on this machine (the engine takes it over).
+
+    Checked before rendering, so a second Blender never re-renders the frames a running
+    engine reads; the engine itself refuses too (exit 2), which covers any race.
+    """
+    path = os.path.join(out_dir, LOCK_FILE)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            holder = json.load(fh)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        holder = {}
+    if not isinstance(holder, dict):
+        holder = {}
+    pid, host = holder.get("pid"), holder.get("host")
+    if host == socket.gethostname() and isinstance(pid, int):
+        alive = _pid_alive(pid)
+        if alive is None:
+            return None  # cannot tell here: the engine decides
+        started = holder.get("started")
+        if not alive or (isinstance(started, (int, float)) and _started_after(pid, started)):
+            return None
+    if holder:
+        since = time.strftime("%Y-%m-%d %H:%M:%S UTC",
+                              time.gmtime(float(holder.get("started") or 0)))
+        who = (f"pid {pid} on host {host} since {since} "
+               f"(command: {holder.get('command', '?')})")
+    else:
+        who = "another run (its lock file is unreadable)"
+    return (f"The output folder {out_dir} is in use by another Flowstyle run: {who}. Wait "
+            "for it to finish or stop it, or choose another output folder. If you are sure "
+            f"that run is over, delete {path}.")

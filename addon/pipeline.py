@@ -142,6 +142,9 @@ class StylizeRun:
         problems = validate(scene, self.view_layer, self.spec)
         if problems:
             raise StylizeError("\n".join(problems))
+        busy = job.busy_folder_problem(self.spec.out_dir)  # before rendering into it
+        if busy:
+            raise StylizeError(busy)
         self.renderer = FrameRenderer(scene, self.view_layer, self.spec)
         foreign = self.renderer.foreign_renders()  # before the check: nothing runs in vain
         if foreign:
@@ -288,6 +291,8 @@ class StylizeRun:
         reason = (self.progress.errors[-1] if self.progress.errors else engine.log_tail()) \
             or "no message"
         what = {2: "refused the input", 1: "crashed"}.get(code, f"stopped (exit code {code})")
+        if code == 2 and "another Flowstyle run" in reason:  # engine/lock.py's refusal
+            what = "found the output folder busy"
         self._fail(f"The engine {what}: {reason}")
 
     def _step_wire(self) -> None:

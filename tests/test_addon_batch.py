@@ -10,8 +10,10 @@ import json
 import os
 import pathlib
 import shutil
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -300,3 +302,31 @@ def torch_sees_cuda() -> bool:
     probe = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.is_available())"],
                            capture_output=True, text=True)
     return probe.stdout.strip() == "True"
+
+
+def _hold_lock(out: pathlib.Path, pid: int, command: str) -> pathlib.Path:
+    """A lock file as the engine writes it (engine/lock.py) for a run with process `pid`."""
+    lock = out / ".flowstyle" / "lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text(json.dumps({"pid": pid, "host": socket.gethostname(),
+                                "started": time.time(), "command": command, "token": "x"}))
+    return lock
+
+
+def test_a_folder_in_use_by_another_run_is_refused_before_rendering(
+        tmp_path: pathlib.Path, engine_root: str, capsys: pytest.CaptureFixture[str]) -> None:
+    new_scene()
+    lock = _hold_lock(tmp_path / "out", os.getpid(), "python -m engine stylize --job other.json")
+    err = _fails(_args(tmp_path, engine_root), capsys, "in use by another Flowstyle run",
+                 f"pid {os.getpid()}", "other.json", "another output folder", str(lock))
+    assert "rendered" not in err
+    assert not (tmp_path / "out" / "render").exists()  # the other run's input is untouched
+    assert fake_calls(engine_root) == []
+
+
+def test_a_dead_runs_lock_does_not_block(tmp_path: pathlib.Path, engine_root: str) -> None:
+    new_scene()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # its pid now belongs to no process
+    _hold_lock(tmp_path / "out", gone.pid, "python -m engine stylize (crashed)")
+    assert batch.main(_args(tmp_path, engine_root)) == 0  # the engine takes the lock over

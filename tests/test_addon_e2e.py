@@ -5,8 +5,11 @@ render, skip every finished frame and add no compositor nodes."""
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import socket
 import sys
+import time
 
 import pytest
 
@@ -15,7 +18,7 @@ from addon_helpers import (HEIGHT, WIDTH, new_scene, render_settings_snapshot, s
 
 import bpy
 import OpenEXR
-from addon import batch, compositor
+from addon import batch, compositor, job
 
 pytestmark = pytest.mark.slow
 
@@ -101,3 +104,25 @@ def test_two_scenes_and_two_blend_files_in_one_folder_keep_their_own_shots(
             assert shown == shots / "flowstyle" / blend / name / "flowstyle_0001.exr"
             mix = tree.nodes["Flowstyle Mix"]
             assert mix.outputs["Result"].links[0].to_node.bl_idname == "NodeGroupOutput"
+
+
+def test_the_engines_refusal_of_a_busy_folder_is_shown_clearly(
+        tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The add-on checks the lock before rendering; if another run takes the folder after
+    that check (a race), the real engine refuses and the add-on says so."""
+    new_scene(frames=(1, 1))
+    out = tmp_path / "out"
+    lock = out / ".flowstyle" / "lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                "started": time.time(), "command": "blender -b other.blend",
+                                "token": "x"}))
+    monkeypatch.setattr(job, "busy_folder_problem", lambda out_dir: None)  # lost the race
+    code = batch.main(["stylize", "--style", style_image(str(tmp_path)), "--out", str(out),
+                       *TINY])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "found the output folder busy" in err and "another Flowstyle run" in err
+    assert f"pid {os.getpid()}" in err and "other.blend" in err
+    assert not list(out.glob("flowstyle_*.exr"))
