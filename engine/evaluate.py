@@ -5,6 +5,14 @@ Warping error (Lai et al. 2018): for each pair of consecutive frames,
 in display space [0, 1], with M the reliability mask of the true motion (the Vector
 pass) times "has alpha". The same number for the input render is its noise floor
 (sampling noise, shading changes): a stable stylization comes close to it.
+
+Two defects the warping error cannot see are measured directly:
+* ghost ratio: after the best global colour map from input to output, how far the output
+  is from the mapped input on pixels the motion uncovered (mask-rejected), relative to
+  the same on reliable pixels. A dark trail of the occluder's colours behind a moving
+  object scores well above 1; uncovered pixels painted like the rest score about 1.
+* edge score: how much the outer rows and columns differ from their inner neighbours,
+  relative to the same statistic inside the frame. A bright rim scores well above 1.
 """
 
 from __future__ import annotations
@@ -29,6 +37,61 @@ def _display(rgba: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     display, alpha, _ = colour.to_display(rgba)
     return (torch.from_numpy(display).permute(2, 0, 1)[None],
             torch.from_numpy((alpha > 0).astype(np.float32)).permute(2, 0, 1)[None])
+
+
+GHOST_MIN_PIXELS = 0.002  # a pair counts for the ghost ratio when at least this fraction
+# of the frame (and 16 pixels) was uncovered: fewer pixels make a noisy ratio
+EDGE_BAND = 3  # outer rows/columns the edge score looks at (zero padding spoils 1-3 px)
+
+
+def colour_map_residual(source: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Per-pixel residual of target after the least-squares affine colour map from source.
+
+    source, target: 1×3×H×W display [0, 1]; weight: 1×1×H×W in {0, 1}, the pixels the map
+    is fitted on. The map is 3×3 plus a bias (target ≈ A·source + b), fitted once for the
+    whole frame, so a global colour change (a painting's palette) costs nothing and only
+    local departures remain. Returns 1×1×H×W: the RMS over channels of target − map(source).
+    """
+    mapped = flowlib.colour_transfer(source, target, weight)
+    return (target - mapped).pow(2).mean(1, keepdim=True).sqrt()
+
+
+def ghost_ratio(source: torch.Tensor, target: torch.Tensor, reliable: torch.Tensor,
+                valid: torch.Tensor) -> float | None:
+    """Colour residual on uncovered pixels divided by the residual on reliable ones.
+
+    source: the input frame t, target: the output frame t (1×3×H×W display [0, 1]);
+    reliable: 1×1×H×W, the reliability mask of the true motion t→t−1 (0 where the
+    previous frame did not see the pixel); valid: 1×1×H×W, pixels that count (alpha > 0).
+    Returns None when fewer than GHOST_MIN_PIXELS of the frame were uncovered.
+    """
+    residual = colour_map_residual(source, target, valid)
+    uncovered = (reliable < 0.5) & (valid > 0.5)
+    kept = (reliable >= 0.5) & (valid > 0.5)
+    if int(uncovered.sum()) < max(16, GHOST_MIN_PIXELS * valid.numel()) or not bool(kept.any()):
+        return None
+    return float(residual[uncovered].mean() / residual[kept].mean().clamp_min(1e-8))
+
+
+def edge_score(image: torch.Tensor, band: int = EDGE_BAND) -> float:
+    """How unlike the interior the frame's outer rows and columns are (≤ 1: clean edges).
+
+    image: N×C×H×W (any units). The statistic is the mean absolute difference between
+    a row (column) and its inner neighbour. Border: rows 0..band−1 against rows 1..band
+    at the top, likewise at the bottom, left and right. Interior: every neighbouring pair
+    at least `band` pixels from the edge. Returns border / interior.
+    """
+    h, w = image.shape[-2:]
+    b = band
+    if h < 2 * b + 4 or w < 2 * b + 4:
+        raise ValueError(f"image {w}x{h} is too small for an edge band of {b} px")
+    rows = (image[..., 1:, :] - image[..., :-1, :]).abs()  # pair (i, i+1) at index i
+    cols = (image[..., :, 1:] - image[..., :, :-1]).abs()
+    border = torch.cat([rows[..., :b, b:w - b].flatten(), rows[..., h - 1 - b:, b:w - b].flatten(),
+                        cols[..., b:h - b, :b].flatten(), cols[..., b:h - b, w - 1 - b:].flatten()])
+    interior = torch.cat([rows[..., b:h - 1 - b, b:w - b].flatten(),
+                          cols[..., b:h - b, b:w - 1 - b].flatten()])
+    return float(border.mean() / interior.mean().clamp_min(1e-8))
 
 
 def recorded_settings(path: str) -> Settings:
@@ -65,7 +128,7 @@ def evaluate(input_path: str, out_dir: str, height: int | None = None, device: s
 
     size = working_size(sequence.height, sequence.width,
                         settings.height if height is None else height)
-    per_pair, input_pair = [], []
+    per_pair, input_pair, ghosts, edges, input_edges = [], [], [], [], []
     small_pairs = []  # (input, output) at the working size, for the VGG losses below
     prev = None
     for n in numbers:
@@ -78,6 +141,8 @@ def evaluate(input_path: str, out_dir: str, height: int | None = None, device: s
         in_display, has_alpha = _display(frame.rgba)
         out_display, _ = _display(out_rgba)
         small_pairs.append((resize(in_display, size), resize(out_display, size)))
+        edges.append(edge_score(out_display))
+        input_edges.append(edge_score(in_display))
         current = (n, frame, in_display, out_display, has_alpha)
         if prev is not None and prev[0] == n - 1:
             _, pframe, pin, pout, _ = prev
@@ -94,6 +159,9 @@ def evaluate(input_path: str, out_dir: str, height: int | None = None, device: s
             mask = flowlib.reliability_mask(backward, forward, depth, prev_depth) * has_alpha
             per_pair.append(losses.warping_error(out_display, flowlib.warp(pout, backward), mask))
             input_pair.append(losses.warping_error(in_display, flowlib.warp(pin, backward), mask))
+            ghost = ghost_ratio(in_display, out_display, mask, has_alpha)
+            if ghost is not None:
+                ghosts.append(ghost)
         prev = current
 
     report: dict = {
@@ -104,6 +172,15 @@ def evaluate(input_path: str, out_dir: str, height: int | None = None, device: s
             "input": float(np.mean(input_pair)) if input_pair else None,
             "output_per_pair": [round(x, 6) for x in per_pair],
         },
+        # Uncovered vs reliable pixels' colour residual (about 1: no ghost trails); None
+        # when no pair uncovered enough pixels to tell.
+        "ghost_ratio": {
+            "output": float(np.mean(ghosts)) if ghosts else None,
+            "pairs": len(ghosts),
+            "output_per_pair": [round(x, 3) for x in ghosts],
+        },
+        # Outer rows/columns vs the interior (≤ 1: clean frame edges).
+        "edge_score": {"output": float(np.mean(edges)), "input": float(np.mean(input_edges))},
     }
     report.update(perceptual_losses(small_pairs, settings, dev))
     return report

@@ -125,6 +125,28 @@ def reliability_mask(backward: torch.Tensor, forward_prev: torch.Tensor,
     return mask
 
 
+def colour_transfer(source: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """`source` recoloured by the least-squares affine colour map that best turns it into `target`.
+
+    source, target: N×3×H×W (display [0, 1]); weight: N×1×H×W in [0, 1], how much each
+    pixel counts in the fit. The map is a 3×3 matrix plus a bias per image, fitted in float64
+    (a tiny ridge keeps it defined on flat images). Returns N×3×H×W: A·source + b. With no
+    weight at all, source is returned unchanged.
+    """
+    n, c, h, w = source.shape
+    x = source.reshape(n, c, h * w).transpose(1, 2).double()  # N×P×3
+    y = target.reshape(n, c, h * w).transpose(1, 2).double()
+    sw = weight.reshape(n, h * w, 1).double()
+    design = torch.cat([x, torch.ones_like(x[..., :1])], dim=2)  # N×P×4
+    normal = design.transpose(1, 2) @ (sw * design)  # N×4×4
+    if float(sw.sum()) <= 0:
+        return source
+    ridge = 1e-6 * torch.eye(c + 1, dtype=normal.dtype, device=normal.device) * sw.sum(1, keepdim=True)
+    solution = torch.linalg.solve(normal + ridge, design.transpose(1, 2) @ (sw * y))  # N×4×3
+    mapped = (design @ solution).transpose(1, 2).reshape(n, c, h, w)
+    return mapped.to(source.dtype)
+
+
 def fill_unreliable(image: torch.Tensor, reliable: torch.Tensor, flow: torch.Tensor,
                     steps: int = 256) -> torch.Tensor:
     """Fill pixels where `reliable` is 0 from reliable neighbours that move alike.
