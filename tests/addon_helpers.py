@@ -93,6 +93,12 @@ def new_scene(name: str = "Shot", frames: tuple[int, int] = (1, 3), camera: bool
     return scene
 
 
+def forget_saved_file() -> None:
+    """Back to a never-saved file (empty), for tests that saved or opened a .blend: later
+    tests in this process may rely on an unsaved file."""
+    bpy.ops.wm.read_homefile(use_empty=True)
+
+
 def render_settings_snapshot(scene: bpy.types.Scene) -> dict[str, Any]:
     """Every setting Flowstyle might touch, to prove it was put back."""
     r = scene.render

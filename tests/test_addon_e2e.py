@@ -10,11 +10,12 @@ import pathlib
 import socket
 import sys
 import time
+from collections.abc import Iterator
 
 import pytest
 
-from addon_helpers import (HEIGHT, WIDTH, new_scene, render_settings_snapshot, set_styles,
-                           style_image)
+from addon_helpers import (HEIGHT, WIDTH, forget_saved_file, new_scene,
+                           render_settings_snapshot, set_styles, style_image)
 
 import bpy
 import OpenEXR
@@ -60,8 +61,15 @@ def test_real_engine_end_to_end_and_resume(tmp_path: pathlib.Path,
     assert sorted(n.name for n in tree.nodes) == nodes
 
 
+@pytest.fixture
+def fresh_files() -> Iterator[None]:
+    forget_saved_file()
+    yield
+    forget_saved_file()
+
+
 def test_two_scenes_and_two_blend_files_in_one_folder_keep_their_own_shots(
-        tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], fresh_files: None) -> None:
     """Done-when of issue 8: shots run one after the other from batch mode, with default
     output folders, keep all their renders and results, and each compositor shows its own."""
     shots = tmp_path / "shots"
@@ -69,7 +77,7 @@ def test_two_scenes_and_two_blend_files_in_one_folder_keep_their_own_shots(
     style = style_image(str(tmp_path))
     blends = {"seq010": ["Shot", "Alt"], "seq020": ["Shot"]}  # "Shot" twice: same scene name
     for blend, names in blends.items():
-        bpy.ops.wm.read_homefile(use_empty=True)
+        forget_saved_file()
         for name in names:
             scene = new_scene(frames=(1, 2))
             scene.name = name

@@ -9,8 +9,11 @@ from __future__ import annotations
 import os
 import pathlib
 import tempfile
+from collections.abc import Iterator
 
-from addon_helpers import new_scene
+import pytest
+
+from addon_helpers import forget_saved_file, new_scene
 
 import bpy
 from addon import settings, ui
@@ -27,8 +30,14 @@ def test_names_are_made_safe_for_every_filesystem() -> None:
     assert len(settings.safe_name("x" * 300)) == 100
 
 
-def test_unsaved_file_uses_a_temporary_folder_per_scene_and_says_so() -> None:
-    bpy.ops.wm.read_homefile(use_empty=True)  # a file that was never saved
+@pytest.fixture
+def unsaved() -> Iterator[None]:
+    forget_saved_file()
+    yield
+    forget_saved_file()
+
+
+def test_unsaved_file_uses_a_temporary_folder_per_scene_and_says_so(unsaved: None) -> None:
     scene = new_scene("Shot")
     other = new_scene("Shot")
     out = settings.spec_from_scene(scene).out_dir
@@ -39,7 +48,8 @@ def test_unsaved_file_uses_a_temporary_folder_per_scene_and_says_so() -> None:
     assert lines[0] == out and "not saved" in lines[1]
 
 
-def test_saved_file_gets_one_folder_per_blend_and_scene(tmp_path: pathlib.Path) -> None:
+def test_saved_file_gets_one_folder_per_blend_and_scene(tmp_path: pathlib.Path,
+                                                       unsaved: None) -> None:
     scene = new_scene("Shot")
     scene.name = "Shot: 1/2"
     other = new_scene("Shot")
