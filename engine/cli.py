@@ -2,6 +2,8 @@
 
     python -m engine stylize INPUT --style painting.jpg --out DIR [options]
     python -m engine stylize --job job.json          (the add-on writes the job file)
+    python -m engine train INPUT --style a.jpg [--style b.jpg] --out model.pt [options]
+    python -m engine stylize INPUT --method network --model model.pt --out DIR
     python -m engine evaluate INPUT DIR [--json]
     python -m engine preview INPUT DIR --gif side_by_side.gif --sheet sheet.png
     python -m engine check [--json]
@@ -68,6 +70,67 @@ def _add_stylize(sub: Any) -> None:
     p.add_argument("--progress", choices=["auto", "bar", "lines", "jsonl", "none"], default="auto")
     p.add_argument("--watch-parent", action="store_true",
                    help="stop (as on Ctrl-C) when the process that started this one ends")
+    p.add_argument("--method", choices=["optimize", "network", "hybrid"],
+                   help="optimize (default): each frame optimized; network: a model trained with "
+                   "'train', one pass per frame at full size; hybrid: optimized, started from "
+                   "the network's output")
+    p.add_argument("--model", help="the trained model (network and hybrid)")
+    p.add_argument("--style-mix", type=_floats, metavar="W1,W2,...",
+                   help="weights of the model's styles (default: as trained)")
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"want numbers separated by commas, not {text!r}") from None
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"want numbers separated by commas, e.g. 0.7,0.3, "
+                                         f"not {text!r}") from None
+
+
+def _add_train(sub: Any) -> None:
+    p = sub.add_parser("train", help="train a style network on the shot (for --method network)")
+    p.add_argument("input", nargs="?", help="folder, pattern (render_####.exr) or video file")
+    p.add_argument("--out", help="the model file to write (model.pt)")
+    p.add_argument("--job", help="a JSON job file (keys as the options; options given here win)")
+    p.add_argument("--style", action="append", type=_style, metavar="PATH[:WEIGHT]",
+                   help="style image; repeat for several styles in one network (the weight is "
+                   "the default mix when stylizing)")
+    p.add_argument("--steps", dest="train_steps", type=int, help="training steps (default 800)")
+    p.add_argument("--crop", dest="train_crop", type=int, help="crop side in px (default 256)")
+    p.add_argument("--batch", dest="train_batch", type=int, help="frame pairs per step (default 1)")
+    p.add_argument("--lr", dest="train_lr", type=float, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--channels", dest="network_channels", type=_ints, metavar="C1,C2,C3",
+                   help="widths of the network (default 32,64,128)")
+    p.add_argument("--blocks", dest="network_blocks", type=int, help="residual blocks (default 5)")
+    p.add_argument("--preview-every", dest="train_preview_every", type=int,
+                   help="steps between previews of a held-out frame (default 100, 0 = none)")
+    p.add_argument("--checkpoint-every", dest="train_checkpoint_every", type=int,
+                   help="steps between resumable checkpoints (default 25)")
+    p.add_argument("--style-strength", type=float, help="multiplies the style weight (default 1)")
+    p.add_argument("--temporal-strength", type=float,
+                   help="multiplies the temporal weight; 0 = no temporal loss (default 1)")
+    p.add_argument("--flow", choices=["auto", "vectors", "estimated"])
+    p.add_argument("--no-depth", action="store_true", help="ignore the Depth pass")
+    p.add_argument("--frames", type=_frames, metavar="START:END", help="inclusive frame range")
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"])
+    p.add_argument("--weights", help="caffe (embedded, default), torchvision, or a file path")
+    p.add_argument("--allow-download", action="store_true")
+    p.add_argument("--seed", dest="train_seed", type=int,
+                   help="initial weights and crops drawn (default 0)")
+    p.add_argument("--progress", choices=["auto", "bar", "lines", "jsonl", "none"], default="auto")
+
+
+NETWORK_OPTIONS = ("method", "model", "style_mix", "train_steps", "train_crop", "train_batch",
+                   "train_lr", "network_channels", "network_blocks", "train_preview_every",
+                   "train_checkpoint_every", "train_seed")
 
 
 def settings_from(args: argparse.Namespace) -> tuple[Settings, str, str, bool]:
@@ -84,9 +147,10 @@ def settings_from(args: argparse.Namespace) -> tuple[Settings, str, str, bool]:
               "precision", "weights", "optimizer", "iterations", "first_iterations",
               "height", "content_weight", "style_weight", "tv_weight", "temporal_weight",
               "style_scale", "long_term"}
+    fields |= set(NETWORK_OPTIONS)
     for key, value in job.items():
         if key in fields and value is not None:
-            setattr(s, key, tuple(value) if key == "long_term" else value)
+            setattr(s, key, tuple(value) if isinstance(value, list) else value)
     if "styles" in job:
         s.styles = [StyleImage(str(st["path"]), float(st.get("weight", 1.0))) for st in job["styles"]]
     if job.get("frames"):
@@ -97,7 +161,7 @@ def settings_from(args: argparse.Namespace) -> tuple[Settings, str, str, bool]:
             setattr(s, key, value)
     if args.style:
         s.styles = args.style
-    if not s.styles:
+    if not s.styles and s.method == "optimize":  # network/hybrid: the model's own styles
         s.styles = [StyleImage(DEFAULT_STYLE)]
         print("no --style given: using the built-in painting, The Starry Night (van Gogh, 1889).",
               file=sys.stderr)
@@ -121,8 +185,20 @@ def _stylize(args: argparse.Namespace) -> int:
         watch_parent()
     try:
         settings, input_path, out, allow_download = settings_from(args)
-        from .run import SequenceRun  # torch import: after argument errors are reported
-        SequenceRun(input_path, out, settings, progress, allow_download).run()
+        from .network_run import run_class  # torch import: after argument errors are reported
+        run_class(settings)(input_path, out, settings, progress, allow_download).run()
+    except FlowstyleError as exc:
+        progress.error(str(exc))
+        return 2
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    progress = Progress(args.progress)
+    try:
+        settings, input_path, out, allow_download = settings_from(args)
+        from .train import Trainer  # torch import: after argument errors are reported
+        Trainer(input_path, out, settings, progress, allow_download).run()
     except FlowstyleError as exc:
         progress.error(str(exc))
         return 2
@@ -172,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_stylize(sub)
+    _add_train(sub)
     e = sub.add_parser("evaluate", help="temporal stability and style/content losses, as JSON")
     e.add_argument("input", help="the input sequence (its Vector pass gives the true motion)")
     e.add_argument("output", help="the folder of stylized frames")
@@ -193,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         # The add-on's Cancel (and `kill`) send SIGTERM: stop as on Ctrl-C, so the output
         # folder's lock is released and no half-written file is left.
         signal.signal(signal.SIGTERM, _terminated)
-    handlers = {"stylize": _stylize, "evaluate": _evaluate, "preview": _preview, "check": _check}
+    handlers = {"stylize": _stylize, "train": _train, "evaluate": _evaluate, "preview": _preview, "check": _check}
     try:
         return handlers[args.command](args)
     except FlowstyleError as exc:

@@ -39,6 +39,13 @@ PRESETS: dict[str, dict[str, int]] = {
 }
 
 
+METHODS = ("optimize", "network", "hybrid")
+# Settings only the network and its training read (left out of optimize's fingerprint).
+NETWORK_FIELDS = ("method", "model", "style_mix", "train_steps", "train_crop", "train_batch",
+                  "train_lr", "network_channels", "network_blocks", "train_preview_every",
+                  "train_checkpoint_every", "train_seed")
+
+
 @dataclass
 class StyleImage:
     """A style image and its blend weight (weights are normalised to sum to 1)."""
@@ -84,6 +91,24 @@ class Settings:
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", "cuda:1", ...
     precision: str = "auto"  # VGG pass: "auto" (bf16 where the hardware has it), "fp32", "bf16"
     frames: tuple[int, int] | None = None  # inclusive frame range; None = every frame
+    # How frames are stylized: "optimize" (each frame optimized, Ruder et al.), "network"
+    # (a network trained on the shot, `python -m engine train`, one pass per frame) or
+    # "hybrid" (optimized, starting from the network's output where there is no history).
+    method: str = "optimize"
+    model: str | None = None  # network/hybrid: the trained model file (.pt)
+    # network/hybrid: weight of each of the model's styles (normalised); None = the
+    # weights the styles were given at training (or by --style at stylize time).
+    style_mix: tuple[float, ...] | None = None
+    # Training (`python -m engine train`); the loss weights above are shared with optimize.
+    train_steps: int = 800  # Adam steps; ~0.95 s each at 256 px on a 2-core CPU
+    train_crop: int = 256  # px: side of the square crops trained on (the frame's own if smaller)
+    train_batch: int = 1  # consecutive frame pairs per step (2 images each)
+    train_lr: float = 1e-3  # Adam learning rate (Johnson et al. 2016)
+    network_channels: tuple[int, int, int] = (32, 64, 128)  # widths of the network's 3 stages
+    network_blocks: int = 5  # residual blocks
+    train_preview_every: int = 100  # steps between previews of a held-out frame (0 = none)
+    train_checkpoint_every: int = 25  # steps between resumable checkpoints
+    train_seed: int = 0  # the network's initial weights and the crops drawn
 
     def resolved(self) -> "Settings":
         """A copy with preset values filled in and style weights normalised."""
@@ -113,6 +138,9 @@ class Settings:
         data = dataclasses.asdict(s)
         for key in ("device", "precision", "frames"):
             data.pop(key)
+        if s.method == "optimize":  # the network's settings do not touch optimized pixels
+            for key in NETWORK_FIELDS:
+                data.pop(key)
         data["styles"] = [(d, st.weight) for d, st in zip(style_digests, s.styles)]
         data["weights"] = weights_digest
         data["engine"] = source_digest()  # includes __version__

@@ -86,6 +86,43 @@ class Progress:
             self._say(f"frame {frame}: {self.done}/{self.total} in {seconds:.1f}s, "
                       f"ETA {format_seconds(eta)}")
 
+    # -- training (python -m engine train): steps instead of frames ---------------------
+    def train_start(self, total: int, todo: int, out: str) -> None:
+        self.total, self.todo, self.done = total, todo, total - todo
+        self.started = time.perf_counter()
+        self._durations = []
+        self._emit("train_start", total=total, todo=todo, out=out)
+        if self.mode in ("bar", "lines"):
+            resumed = f" (resuming at step {total - todo})" if todo < total else ""
+            self._say(f"flowstyle: training {todo} of {total} steps{resumed} -> {out}")
+
+    def step_done(self, step: int, seconds: float, loss: float, every: int = 10) -> None:
+        """One training step done (`step` counts from 1). People see every `every`-th."""
+        self.done = step
+        self._durations.append(seconds)
+        eta = self.eta()
+        self._emit("step_done", step=step, total=self.total, seconds=round(seconds, 3),
+                   eta=round(eta, 1), loss=round(loss, 2))
+        if step % every and step != self.total:
+            return
+        if self.mode == "bar":
+            width = 30
+            filled = int(width * step / max(self.total, 1))
+            self.err.write(f"\r[{'#' * filled}{'.' * (width - filled)}] step {step}/{self.total} "
+                           f"loss {loss:.4g}  ETA {format_seconds(eta)}   ")
+            if step == self.total:
+                self.err.write("\n")
+            self.err.flush()
+        elif self.mode == "lines":
+            self._say(f"step {step}/{self.total}: loss {loss:.4g}, {seconds:.2f}s, "
+                      f"ETA {format_seconds(eta)}")
+
+    def event(self, name: str, text: str = "", **data: Any) -> None:
+        """Any other event (checkpoint, preview): JSON for programs, `text` for people."""
+        self._emit(name, **data)
+        if text and self.mode == "lines":
+            self._say(text)
+
     def warning(self, message: str) -> None:
         self._emit("warning", message=message)
         if self.mode != "none":

@@ -1,0 +1,179 @@
+"""A small feed-forward network that stylizes a frame in one pass, holding several styles.
+
+The shape follows Johnson et al. 2016 with the fixes the literature found since:
+three convolutions down (two of them stride 2), residual blocks, and two nearest-neighbour
+upsamplings each followed by a convolution (Odena et al. 2016: transposed convolutions
+leave a checkerboard); reflection padding (zero padding paints a bright rim at the frame's
+edge); instance normalization (Ulyanov et al. 2016) made *conditional* (Dumoulin et al.
+2017): every normalization layer has one (γ, β) per style and everything else is shared.
+A style mix is a convex combination of the per-style (γ, β), so styles blend at run time.
+
+Fully convolutional: trained on 256-px crops, it runs on a frame of any size. Images are
+N×3×H×W display RGB in [0, 1] in and out; the output is the input plus what the network
+adds, so an untrained network starts at the frame itself (and per-shot training, which is
+small data, starts from a sensible place). The output is not clamped here: training keeps
+it inside [0, 1] with the range loss, and `stylize` clamps what is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """The architecture: what a saved model must record to be rebuilt.
+
+    channels: widths of the three downward convolutions (the residual blocks run at the
+    last). blocks: residual blocks. styles: how many (γ, β) sets each norm layer holds.
+    """
+
+    styles: int = 1
+    channels: tuple[int, int, int] = (32, 64, 128)
+    blocks: int = 5
+
+    def to_dict(self) -> dict:
+        return {"styles": self.styles, "channels": list(self.channels), "blocks": self.blocks}
+
+    @staticmethod
+    def from_dict(data: dict) -> "NetworkConfig":
+        return NetworkConfig(int(data["styles"]), tuple(int(c) for c in data["channels"]),  # type: ignore[arg-type]
+                             int(data["blocks"]))
+
+
+class ConditionalInstanceNorm(nn.Module):
+    """Instance norm whose scale and shift are chosen (or blended) per style.
+
+    forward(x, mix): x N×C×H×W; mix N×S, each row the style weights (one-hot for one
+    style). γ = mix·Γ and β = mix·Β with Γ, Β of shape S×C.
+    """
+
+    def __init__(self, channels: int, styles: int):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.ones(styles, channels))
+        self.beta = nn.Parameter(torch.zeros(styles, channels))
+
+    def forward(self, x: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
+        # Statistics in float32 even under autocast: a bf16 mean over a 1080p plane loses
+        # the low bits that tell the shading apart.
+        normalized = F.instance_norm(x.float()).to(x.dtype)
+        gamma = (mix @ self.gamma)[:, :, None, None]
+        beta = (mix @ self.beta)[:, :, None, None]
+        return normalized * gamma.to(x.dtype) + beta.to(x.dtype)
+
+
+class ConvNorm(nn.Module):
+    """Reflection pad, convolution, conditional instance norm, optional ReLU.
+
+    upsample: double the size (nearest) before the convolution.
+    """
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, styles: int,
+                 relu: bool = True, upsample: bool = False):
+        super().__init__()
+        self.pad = nn.ReflectionPad2d(kernel // 2)
+        self.conv = nn.Conv2d(c_in, c_out, kernel, stride)
+        self.norm = ConditionalInstanceNorm(c_out, styles)
+        self.relu = relu
+        self.upsample = upsample
+
+    def forward(self, x: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
+        if self.upsample:
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+        x = self.norm(self.conv(self.pad(x)), mix)
+        return F.relu(x) if self.relu else x
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int, styles: int):
+        super().__init__()
+        self.a = ConvNorm(channels, channels, 3, 1, styles)
+        self.b = ConvNorm(channels, channels, 3, 1, styles, relu=False)
+
+    def forward(self, x: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
+        return x + self.b(self.a(x, mix), mix)
+
+
+class StyleNetwork(nn.Module):
+    """The image-transformation network. forward(image, mix) -> stylized image.
+
+    image: N×3×H×W display RGB [0, 1], any H, W (padded by reflection to a multiple of 4
+    inside, cropped back). mix: N×S or S style weights (see `style_mix`).
+    Returns N×3×H×W display RGB, unclamped.
+    """
+
+    def __init__(self, config: NetworkConfig):
+        super().__init__()
+        self.config = config
+        c1, c2, c3 = config.channels
+        s = config.styles
+        self.down = nn.ModuleList([ConvNorm(3, c1, 9, 1, s), ConvNorm(c1, c2, 3, 2, s),
+                                   ConvNorm(c2, c3, 3, 2, s)])
+        self.res = nn.ModuleList([ResidualBlock(c3, s) for _ in range(config.blocks)])
+        self.up = nn.ModuleList([ConvNorm(c3, c2, 3, 1, s, upsample=True),
+                                 ConvNorm(c2, c1, 3, 1, s, upsample=True)])
+        self.out = nn.Sequential(nn.ReflectionPad2d(4), nn.Conv2d(c1, 3, 9, 1))
+        # Start as the identity (output = input): the last layer adds nothing yet.
+        nn.init.zeros_(self.out[1].weight)
+        nn.init.zeros_(self.out[1].bias)
+
+    def forward(self, image: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = image.shape
+        if mix.dim() == 1:
+            mix = mix[None].expand(n, -1)
+        mix = mix.to(image.device, torch.float32)
+        pad_h, pad_w = (-h) % 4, (-w) % 4
+        x = F.pad(image, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else image
+        x = x - 0.5
+        for layer in self.down:
+            x = layer(x, mix)
+        for block in self.res:
+            x = block(x, mix)
+        for layer in self.up:
+            x = layer(x, mix)
+        residual = self.out(x)[:, :, :h, :w]
+        return image + residual.to(image.dtype)
+
+
+def style_mix(weights: list[float] | tuple[float, ...], styles: int) -> torch.Tensor:
+    """Style weights -> an S-vector summing to 1 (Dumoulin's convex combination).
+
+    weights: one non-negative number per style of the model, not all 0.
+    """
+    if len(weights) != styles:
+        raise ValueError(f"{len(weights)} style weights for a model of {styles} styles")
+    mix = torch.tensor([float(w) for w in weights], dtype=torch.float32)
+    if bool((mix < 0).any()) or float(mix.sum()) <= 0:
+        raise ValueError("style weights must be non-negative and not all 0")
+    return mix / mix.sum()
+
+
+def one_hot(style: int, styles: int) -> torch.Tensor:
+    """The mix that selects one style: an S-vector with a 1 at `style`."""
+    mix = torch.zeros(styles)
+    mix[style] = 1.0
+    return mix
+
+
+def parameter_count(network: nn.Module) -> int:
+    return sum(p.numel() for p in network.parameters())
+
+
+def flops_per_pixel(config: NetworkConfig) -> float:
+    """Multiply-adds ×2 per input pixel of one forward pass (convolutions only; the norms,
+    ReLUs and upsampling add a few % more). A layer at stride s runs on 1/s² of the pixels."""
+    c1, c2, c3 = config.channels
+    layers = [  # (c_in, c_out, kernel, fraction of the input's pixels)
+        (3, c1, 9, 1.0), (c1, c2, 3, 1 / 4), (c2, c3, 3, 1 / 16),
+        *[(c3, c3, 3, 1 / 16)] * (2 * config.blocks),
+        (c3, c2, 3, 1 / 4), (c2, c1, 3, 1.0), (c1, 3, 9, 1.0),
+    ]
+    return float(sum(2 * ci * co * k * k * frac for ci, co, k, frac in layers))
+
+
+__all__ = ["NetworkConfig", "StyleNetwork", "style_mix", "one_hot", "parameter_count",
+           "flops_per_pixel"]

@@ -1,0 +1,189 @@
+"""The style network trained on the shot (`train`, `stylize --method network|hybrid`).
+
+Tiny sizes throughout: the 96x72 rendered shot, 48-px crops, an 8-16-32 network with one
+residual block, a dozen steps. What is checked is behaviour a user relies on, not quality.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, STYLE, _env, jsonl_events, read_frame, run_engine
+from engine import exr
+from engine.defaults import Settings, StyleImage
+from engine.evaluate import evaluate
+from engine.network import NetworkConfig, StyleNetwork, one_hot, style_mix
+from engine.network_run import NetworkRun
+from engine.train import Trainer, load_model
+
+pytestmark = pytest.mark.slow
+
+TINY = ["--crop", "48", "--channels", "8,16,32", "--blocks", "1", "--preview-every", "0"]
+STEPS = 30
+
+
+def tiny_settings(**changes) -> Settings:
+    base = dict(styles=[StyleImage(str(STYLE))], train_steps=STEPS, train_crop=48,
+                network_channels=(8, 16, 32), network_blocks=1, train_preview_every=0,
+                train_checkpoint_every=1000)
+    base.update(changes)
+    return Settings(**base)
+
+
+@pytest.fixture(scope="module")
+def trained(shot, tmp_path_factory):
+    """The same tiny training with and without the temporal term: {strength: model path}."""
+    folder = tmp_path_factory.mktemp("models")
+    models = {}
+    for strength in (0.0, 1.0):
+        path = str(folder / f"temporal_{strength}.pt")
+        Trainer(str(shot), path, tiny_settings(temporal_strength=strength)).run()
+        models[strength] = path
+    return models
+
+
+def test_style_mix_one_zero_is_exactly_style_a_and_blends_in_between():
+    torch.manual_seed(0)
+    network = StyleNetwork(NetworkConfig(styles=2, channels=(4, 8, 8), blocks=1)).eval()
+    with torch.no_grad():  # give the styles different (γ, β) and a non-zero output layer
+        for p in network.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+        image = torch.rand(1, 3, 30, 41)
+        a = network(image, one_hot(0, 2))
+        b = network(image, one_hot(1, 2))
+        assert torch.equal(network(image, style_mix([1, 0], 2)), a)
+        assert torch.equal(network(image, style_mix([0, 3], 2)), b)
+        half = network(image, style_mix([1, 1], 2))
+    assert (a - b).abs().mean() > 0.01
+    assert 0 < (half - a).abs().mean() < (b - a).abs().mean()
+    assert half.shape == image.shape  # any size, not only multiples of 4
+
+
+def test_training_lowers_the_loss_and_the_model_is_plain_data(trained, shot):
+    trainer = Trainer(str(shot), trained[1.0], tiny_settings())
+    fixed = trainer.batch(torch.Generator().manual_seed(123))
+    untrained = trainer.new_state()[0]
+    model = load_model(trained[1.0])
+    before, _ = trainer.loss_terms(untrained, fixed.previous, fixed.current, fixed.flow, fixed.mask, 0)
+    after, _ = trainer.loss_terms(model.network, fixed.previous, fixed.current, fixed.flow, fixed.mask, 0)
+    assert float(after) < 0.9 * float(before.detach())
+
+    data = torch.load(trained[1.0], weights_only=True)  # no pickled code
+    assert data["engine_version"] and data["format_version"] == 1 and data["steps"] == STEPS
+    assert [st["digest"] for st in data["styles"]] == [trainer.digests[0]]
+    assert json.loads(data["settings"])["train_crop"] == 48
+
+
+def test_the_temporal_term_lowers_the_warping_error(trained, shot, tmp_path):
+    errors = {}
+    for strength, model in trained.items():
+        out = tmp_path / f"out_{strength}"
+        NetworkRun(str(shot), str(out), Settings(method="network", model=model)).run()
+        errors[strength] = evaluate(str(shot), str(out))["warping_error"]["output"]
+    assert errors[1.0] < 0.8 * errors[0.0], errors
+
+
+def test_network_stylize_keeps_the_output_contract_and_resumes(trained, transparent_shot, shot,
+                                                               tmp_path):
+    out = tmp_path / "out"
+    args = ["stylize", str(transparent_shot), "--method", "network", "--model", trained[1.0],
+            "--out", str(out), "--progress", "jsonl"]
+    events = jsonl_events(run_engine(*args).stdout)
+    assert [e["frame"] for e in events if e["event"] == "frame_done"] == [1, 2, 3]
+    for n in (1, 2, 3):
+        source = read_frame(transparent_shot / f"render_{n:04d}.exr")["Combined"]
+        result = exr.read_rgba(str(out / f"flowstyle_{n:04d}.exr"))
+        assert result.shape == source.shape  # full resolution
+        assert np.array_equal(result[..., 3], source[..., 3])
+        empty = source[..., 3] == 0
+        assert np.all(result[empty][:, :3] == 0)
+        assert np.abs(result[~empty][:, :3] - source[~empty][:, :3]).mean() > 0.01
+    settings = json.loads(exr.read_attributes(str(out / "flowstyle_0002.exr"))["flowstyle.settings"])
+    assert settings["method"] == "network" and settings["style_mix"] == [1.0]
+    again = jsonl_events(run_engine(*args).stdout)
+    assert [e["frame"] for e in again if e["event"] == "frame_skipped"] == [1, 2, 3]
+    # Another model: the frames are redone.
+    other = [a if a != trained[1.0] else trained[0.0] for a in args]
+    redone = jsonl_events(run_engine(*other).stdout)
+    assert [e["frame"] for e in redone if e["event"] == "frame_done"] == [1, 2, 3]
+
+
+def _train_command(shot, model, *extra):
+    return [sys.executable, "-m", "engine", "train", str(shot), "--style", str(STYLE), "--out",
+            str(model), *TINY, "--steps", "8", "--checkpoint-every", "2", "--progress", "jsonl",
+            *extra]
+
+
+def test_killed_training_resumes_and_ends_as_an_unbroken_run(shot, tmp_path):
+    unbroken = tmp_path / "unbroken.pt"
+    subprocess.run(_train_command(shot, unbroken), env=_env(), cwd=ROOT, check=True,
+                   capture_output=True, timeout=600)
+    killed = tmp_path / "killed.pt"
+    process = subprocess.Popen(_train_command(shot, killed), env=_env(), cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert process.stdout is not None
+    for line in process.stdout:
+        if '"checkpoint"' in line and json.loads(line)["step"] >= 4:
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    assert not killed.exists()
+    resumed = jsonl_events(run_engine("train", str(shot), "--style", str(STYLE), "--out",
+                                      str(killed), *TINY, "--steps", "8", "--checkpoint-every",
+                                      "2", "--progress", "jsonl").stdout)
+    start = [e for e in resumed if e["event"] == "train_start"][0]
+    assert 0 < start["todo"] < 8, start
+    a = torch.load(unbroken, weights_only=True)["network"]
+    b = torch.load(killed, weights_only=True)["network"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_wrong_model_is_refused_with_exit_2_and_nothing_written(trained, shot, tmp_path):
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(open(trained[1.0], "rb").read()[:5000])
+    data = torch.load(trained[1.0], weights_only=True)
+    data["format_version"] = 99
+    data["engine_version"] = "9.0.0"
+    future = tmp_path / "future.pt"
+    torch.save(data, future)
+    other_style = tmp_path / "other.png"
+    from PIL import Image
+    Image.fromarray((np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)).save(other_style)
+    cases = [
+        (["--model", str(corrupt)], "damaged"),
+        (["--model", str(future)], "9.0.0"),
+        (["--model", str(tmp_path / "missing.pt")], "not found"),
+        (["--model", trained[1.0], "--style", str(other_style)], "other styles"),
+        (["--model", trained[1.0], "--style-mix", "0.5,0.5"], "1 style"),
+        ([], "--model"),
+    ]
+    for extra, message in cases:
+        out = tmp_path / "out"
+        result = run_engine("stylize", str(shot), "--method", "network", "--out", str(out),
+                            *extra, check=False)
+        assert result.returncode == 2, (extra, result.stderr)
+        assert message in result.stderr, (extra, result.stderr)
+        assert not (out.exists() and any(p.suffix == ".exr" for p in out.iterdir()))
+
+
+def test_training_on_footage_without_vectors_uses_estimated_flow(shot, tmp_path):
+    from PIL import Image
+    from engine import colour
+    frames = tmp_path / "png"
+    frames.mkdir()
+    for n in range(1, 5):
+        display, _, _ = colour.to_display(read_frame(shot / f"render_{n:04d}.exr")["Combined"])
+        Image.fromarray((display * 255 + 0.5).astype(np.uint8)).save(frames / f"f_{n:04d}.png")
+    model = tmp_path / "m.pt"
+    result = run_engine("train", str(frames), "--style", str(STYLE), "--out", str(model), *TINY,
+                        "--steps", "2", "--progress", "lines")
+    assert "estimating optical flow" in result.stderr
+    assert load_model(str(model)).steps == 2
