@@ -187,3 +187,31 @@ def test_training_on_footage_without_vectors_uses_estimated_flow(shot, tmp_path)
                         "--steps", "2", "--progress", "lines")
     assert "estimating optical flow" in result.stderr
     assert load_model(str(model)).steps == 2
+
+
+def test_hybrid_starts_from_the_network_where_there_is_no_history(trained, shot, tmp_path):
+    from engine.network_run import HybridRun
+    from engine.stylize import resize
+    settings = Settings(method="hybrid", model=trained[1.0], height=72, first_iterations=6,
+                        iterations=3)
+    run = HybridRun(str(shot), str(tmp_path / "direct"), settings)
+    first, stats = run.stylize_frame(1)
+    assert stats.iterations <= 2  # a third of a cold start's budget, no pyramid
+    run.results[1] = first
+    terms, backward_1 = run.temporal_terms(2)
+    content = resize(run.inputs(2).display, run.size)
+    run._network = run.network_output(2)
+    init = run.initial_image(content, terms, backward_1)
+    known = sum(t.mask for t in terms)
+    uncovered = (known == 0).expand_as(init)
+    assert uncovered.any(), "the moving objects should uncover some pixels"
+    assert torch.equal(init[uncovered], run._network[uncovered])
+    reliable = (known > 0).expand_as(init)
+    assert torch.allclose(init[reliable], terms[0].warped[reliable], atol=1e-6)
+
+    out = tmp_path / "out"
+    run_engine("stylize", str(shot), "--method", "hybrid", "--model", trained[1.0], "--out",
+               str(out), "--frames", "1:3", "--height", "72", "--first-iterations", "6",
+               "--iterations", "3")
+    settings = json.loads(exr.read_attributes(str(out / "flowstyle_0003.exr"))["flowstyle.settings"])
+    assert settings["method"] == "hybrid"
