@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "//flowstyle/<blend name>/<scene name>/)")
     st.add_argument("--frames", metavar="START:END", help="inclusive frame range")
     st.add_argument("--preset", choices=job.PRESETS)
+    st.add_argument("--method", choices=job.METHODS,
+                    help="optimize (default), network (train on the shot, then one pass per "
+                    "frame) or hybrid")
+    st.add_argument("--train-steps", type=int, help="network training steps (network, hybrid)")
     st.add_argument("--style-strength", type=float)
     st.add_argument("--temporal-strength", type=float)
     st.add_argument("--flow", choices=job.FLOW_SOURCES)
@@ -93,7 +97,7 @@ def spec_from_args(scene: bpy.types.Scene, args: argparse.Namespace) -> JobSpec:
         spec.frame_start, spec.frame_end = job.parse_frames(args.frames)
     for name in ("preset", "style_strength", "temporal_strength", "flow", "use_depth",
                  "device", "iterations", "first_iterations", "height", "mix",
-                 "python", "rerender"):
+                 "python", "rerender", "method", "train_steps"):
         value = getattr(args, name)
         if value is not None:
             setattr(spec, name, value)

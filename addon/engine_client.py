@@ -256,6 +256,7 @@ class Progress:
     warnings: list[str] = dataclasses.field(default_factory=list)
     errors: list[str] = dataclasses.field(default_factory=list)
     finished: bool = False
+    training: bool = False  # the engine is training the network (counts are steps)
 
     def apply(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
@@ -266,6 +267,14 @@ class Progress:
             self.done = int(event.get("done", self.done + 1))
             self.total = int(event.get("total", self.total))
             self.last_frame = event.get("frame")
+            eta = event.get("eta")
+            self.eta = float(eta) if isinstance(eta, (int, float)) else None
+        elif kind == "train_start":
+            self.training = True
+            self.total = int(event.get("total", 0))
+            self.done = self.total - int(event.get("todo", self.total))
+        elif kind == "step_done":
+            self.done = int(event.get("step", self.done + 1))
             eta = event.get("eta")
             self.eta = float(eta) if isinstance(eta, (int, float)) else None
         elif kind == "frame_skipped":
@@ -288,7 +297,7 @@ class Progress:
         """e.g. 'Stylizing frame 3/10, ETA 1m20s'."""
         if not self.total:
             return "Starting the engine"
-        text = f"Stylizing {self.done}/{self.total}"
+        text = f"{'Training step' if self.training else 'Stylizing'} {self.done}/{self.total}"
         if self.eta is not None and self.done < self.total:
             text += f", ETA {format_seconds(self.eta)}"
         return text
@@ -318,6 +327,20 @@ def describe_event(event: dict[str, Any]) -> str:
         if isinstance(event.get("eta"), (int, float)):
             line += f", ETA {format_seconds(event['eta'])}"
         return line
+    if kind == "train_start":
+        return (f"training the network: {event.get('todo')} of {event.get('total')} steps "
+                f"to do, model {event.get('out')}")
+    if kind == "step_done":
+        line = f"training step {event.get('step')}/{event.get('total')}"
+        if isinstance(event.get("eta"), (int, float)):
+            line += f", ETA {format_seconds(event['eta'])}"
+        return line
+    if kind == "up_to_date":
+        return f"reusing the trained network {event.get('path')} (styles and frames unchanged)"
+    if kind in ("preview", "checkpoint"):
+        return f"training: {kind} at step {event.get('step')}: {event.get('path')}"
+    if kind == "train_finished":
+        return f"network trained ({event.get('steps')} steps): {event.get('out')}"
     if kind == "frame_skipped":
         return f"frame {event.get('frame')} skipped ({event.get('reason', 'resumed')})"
     if kind == "warning":

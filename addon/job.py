@@ -27,6 +27,9 @@ from typing import Any
 
 # Allowed values; the engine CLI defines them, these mirror its contract.
 PRESETS = ("preview", "final")
+# optimize: every frame optimized; network: a network trained on the shot first, then one
+# pass per frame; hybrid: optimized, started from that network's output.
+METHODS = ("optimize", "network", "hybrid")
 FLOW_SOURCES = ("auto", "vectors", "estimated")
 DEVICES = ("auto", "cpu", "cuda")  # or "cuda:N"
 WEIGHT_SOURCES = ("caffe", "torchvision")  # or a path to a weights file
@@ -35,6 +38,7 @@ RENDER_SUBDIR = "render"
 RENDER_PREFIX = "render_"
 OUTPUT_PREFIX = "flowstyle_"
 JOB_FILE = "job.json"
+MODEL_FILE = "model.pt"  # the network trained on the shot (network and hybrid methods)
 LOG_FILE = "flowstyle.log"
 # The engine's lock file (engine/lock.py): JSON {pid, host, started, command, token}.
 LOCK_FILE = os.path.join(".flowstyle", "lock")
@@ -81,6 +85,14 @@ class JobSpec:
     # bpy.app.online_access: extensions must not touch the network otherwise.
     allow_download: bool = False
     engine_root: str | None = None  # folder containing the `engine` package; None: auto
+    method: str = "optimize"  # one of METHODS
+    train_steps: int | None = None  # network training steps; None: the engine's default
+
+    @property
+    def model_path(self) -> str:
+        """The trained network, kept beside the output and reused while the styles, the
+        settings and the rendered frames are unchanged (the engine checks)."""
+        return os.path.join(self.out_dir, MODEL_FILE)
 
     @property
     def frame_count(self) -> int:
@@ -129,6 +141,9 @@ class JobSpec:
             "first_iterations": self.first_iterations,
             "height": self.height,
             "allow_download": self.allow_download,
+            # Only for the network methods: an optimize job stays what older engines read.
+            **({"method": self.method, "model": self.model_path, "train_steps": self.train_steps}
+               if self.method != "optimize" else {}),
         }
 
 

@@ -120,6 +120,7 @@ class StylizeRun:
         self.renderer: FrameRenderer | None = None
         self._check: engine_client.CheckProcess | None = None
         self._engine: EngineProcess | None = None
+        self._commands: list[list[str]] = []  # engine commands still to run (train, stylize)
         self._render_total = 0
 
     def _check_key(self) -> tuple[str, str, str, str]:
@@ -263,13 +264,22 @@ class StylizeRun:
     def _start_engine(self) -> None:
         spec = self.spec
         job.write_job(spec)
+        self._commands = [["stylize", "--job", spec.job_path, "--progress", "jsonl",
+                           "--watch-parent"]]
+        if spec.method != "optimize":
+            # Training first, in the background like stylizing. The engine skips it when
+            # the model beside the output was trained for these styles, settings and frames.
+            self._commands.insert(0, ["train", "--job", spec.job_path, "--out", spec.model_path,
+                                      "--progress", "jsonl", "--watch-parent"])
+        self._next_engine()
+
+    def _next_engine(self) -> None:
+        spec = self.spec
         root = resolve_engine_root(spec)
         assert root is not None
-        self._engine = EngineProcess(spec.python, root,
-                                     ["stylize", "--job", spec.job_path, "--progress", "jsonl",
-                                      "--watch-parent"],
-                                     spec.log_path)
-        self._say(f"engine started (pid {self._engine.pid}), log: {spec.log_path}")
+        args = self._commands.pop(0)
+        self._engine = EngineProcess(spec.python, root, args, spec.log_path)
+        self._say(f"engine {args[0]} started (pid {self._engine.pid}), log: {spec.log_path}")
         self.phase = Phase.ENGINE
 
     def _step_engine(self) -> None:
@@ -285,6 +295,10 @@ class StylizeRun:
         if code is None:
             return
         self._engine = None
+        if code == 0 and self._commands:  # trained: now stylize
+            self.progress = Progress()
+            self._next_engine()
+            return
         if code == 0:
             self.phase = Phase.WIRE
             return

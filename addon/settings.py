@@ -69,6 +69,14 @@ class FlowstyleSettings(bpy.types.PropertyGroup):
         name="Temporal Strength", default=1.0, min=0.0, soft_max=5.0,
         description="How strongly each frame follows the previous one along the motion: "
                     "0 stylizes frames independently (flickers)")
+    method: EnumProperty(
+        name="Method", default="optimize",
+        items=[("optimize", "Optimize", "Optimize every frame (best quality, slowest)"),
+               ("network", "Network", "Train a network on this shot once, then stylize every "
+                "frame in one pass (fast; trains again when styles or frames change)"),
+               ("hybrid", "Hybrid", "Optimize every frame, starting from the trained "
+                "network's output where there is no previous frame to follow")],
+        description="How frames are stylized")
     preset: EnumProperty(name="Quality", items=PRESET_ITEMS, default="preview",
                          description="Iterations and working resolution")
     use_scene_range: BoolProperty(name="Scene Frame Range", default=True,
@@ -200,6 +208,7 @@ def spec_from_scene(scene: bpy.types.Scene) -> JobSpec:
         frame_end=end,
         python=prefs.python,
         preset=settings.preset,
+        method=settings.method,
         style_strength=settings.style_strength,
         temporal_strength=settings.temporal_strength,
         flow=settings.flow,

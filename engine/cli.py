@@ -126,6 +126,8 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--seed", dest="train_seed", type=int,
                    help="initial weights and crops drawn (default 0)")
     p.add_argument("--progress", choices=["auto", "bar", "lines", "jsonl", "none"], default="auto")
+    p.add_argument("--watch-parent", action="store_true",
+                   help="stop (as on Ctrl-C) when the process that started this one ends")
 
 
 NETWORK_OPTIONS = ("method", "model", "style_mix", "train_steps", "train_crop", "train_batch",
@@ -195,6 +197,9 @@ def _stylize(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     progress = Progress(args.progress)
+    if args.watch_parent:
+        from .watch import watch_parent
+        watch_parent()
     try:
         settings, input_path, out, allow_download = settings_from(args)
         from .train import Trainer  # torch import: after argument errors are reported

@@ -445,7 +445,7 @@ class Trainer:
         self.checkpoint(network, optimizer, generator, s.train_steps)  # to train on later
         save_atomic(model_file(network, self.style_meta(), s, s.train_steps, self.fingerprint),
                     self.model_path)
-        self.progress.event("finished", f"flowstyle: model written: {self.model_path}",
+        self.progress.event("train_finished", f"flowstyle: model written: {self.model_path}",
                             steps=s.train_steps, seconds=round(time.perf_counter() - started, 2),
                             out=self.model_path)
         return {"steps": s.train_steps, "trained": s.train_steps - start,

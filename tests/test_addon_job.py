@@ -81,3 +81,15 @@ def test_engine_process_reads_lines_and_non_json_output(tmp_path: pathlib.Path) 
     assert [e["event"] for e in events] == ["start", "output"]
     assert proc.exit_code == 3
     assert proc.log_tail() == "to the log"
+
+
+def test_network_job_names_the_model_beside_the_output(tmp_path: pathlib.Path) -> None:
+    spec = job.JobSpec(styles=[job.StyleRef("/s.jpg", 1.0)], out_dir=str(tmp_path),
+                       frame_start=1, frame_end=3, python="python3", method="network")
+    data = json.loads(pathlib.Path(job.write_job(spec)).read_text())
+    assert data["method"] == "network" and data["model"] == str(tmp_path / "model.pt")
+    progress = Progress()
+    for event in ({"event": "train_start", "total": 800, "todo": 800, "out": data["model"]},
+                  {"event": "step_done", "step": 200, "total": 800, "eta": 60.0, "loss": 1.0}):
+        progress.apply(event)
+    assert progress.fraction == 0.25 and progress.text() == "Training step 200/800, ETA 1m00s"
