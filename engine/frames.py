@@ -150,15 +150,40 @@ class ImageSequence(Sequence):
         return self.files[number]
 
     def read(self, number: int) -> Frame:
-        from PIL import Image
         path = self.files[number]
         try:
-            with Image.open(path) as im:
-                im = im.convert("RGBA")
-                rgba8 = np.asarray(im, dtype=np.float32) / 255.0
+            rgba = read_image(path)
         except Exception as exc:
             raise FlowstyleError(f"{path}: frame {number} cannot be read ({exc}).") from exc
-        return Frame(number, path, display_to_rgba(rgba8[..., :3], rgba8[..., 3:]))
+        return Frame(number, path, display_to_rgba(rgba[..., :3], rgba[..., 3:]))
+
+
+def read_image(path: str) -> np.ndarray:
+    """An 8-bit, 16-bit or float PNG/JPG/TIFF/... file at its full depth: (H, W, 4) float32
+    display RGBA in [0, 1] (grey is repeated to RGB; no alpha reads as opaque).
+
+    OpenCV with IMREAD_UNCHANGED keeps 16 bits per channel, which PIL's RGBA conversion
+    cuts to 8. The bytes are decoded from memory: cv2.imread cannot open non-ASCII paths
+    on Windows.
+    """
+    import cv2
+    image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ValueError("not an image OpenCV can decode")
+    if image.dtype.kind in "ui":
+        scaled = image.astype(np.float32) / np.iinfo(image.dtype).max
+    else:
+        scaled = np.clip(image.astype(np.float32), 0.0, 1.0)
+    if scaled.ndim == 2:
+        scaled = scaled[..., None]
+    channels = scaled.shape[-1]
+    if channels in (1, 2):  # grey, grey + alpha
+        rgb, alpha = np.repeat(scaled[..., :1], 3, axis=2), scaled[..., 1:]
+    else:  # OpenCV's order is BGR(A)
+        rgb, alpha = scaled[..., 2::-1], scaled[..., 3:4]
+    if alpha.shape[-1] == 0:
+        alpha = np.ones_like(rgb[..., :1])
+    return np.ascontiguousarray(np.concatenate([rgb, alpha], axis=2))
 
 
 class VideoSequence(Sequence):
