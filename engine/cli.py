@@ -59,7 +59,9 @@ def _add_stylize(sub: Any) -> None:
     p.add_argument("--no-depth", action="store_true", help="ignore the Depth pass")
     p.add_argument("--frames", type=_frames, metavar="START:END", help="inclusive frame range")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"])
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="VGG pass: auto (bf16 where native, fp16 on older CUDA GPUs and MPS, "
+                        "else fp32)")
     p.add_argument("--weights", help="caffe (embedded, default), torchvision, or a file path")
     p.add_argument("--allow-download", action="store_true",
                    help="allow downloading torchvision's weights (~548 MB) if not cached")

@@ -88,8 +88,10 @@ class Settings:
     flow: str = "auto"  # "auto": Vector pass if present, else estimated; "vectors"; "estimated"
     use_depth: bool = True  # use the Depth pass in the reliability mask when present
     weights: str = "caffe"  # "caffe" (embedded), "torchvision" (download, asks first), or a path
-    device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", "cuda:1", ...
-    precision: str = "auto"  # VGG pass: "auto" (bf16 where the hardware has it), "fp32", "bf16"
+    device: str = "auto"  # "auto" (CUDA, else Apple's MPS, else CPU), "cpu", "cuda", "cuda:1", "mps"
+    # VGG pass: "auto" (bf16 where native, fp16 with loss scaling on older CUDA GPUs and
+    # MPS, else fp32: stylize.autocast_dtype), "fp32", "bf16", "fp16"
+    precision: str = "auto"
     frames: tuple[int, int] | None = None  # inclusive frame range; None = every frame
     # How frames are stylized: "optimize" (each frame optimized, Ruder et al.), "network"
     # (a network trained on the shot, `python -m engine train`, one pass per frame) or

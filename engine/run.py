@@ -25,8 +25,8 @@ from .errors import FlowstyleError
 from .estimated_flow import estimate_flow
 from .frames import Sequence, open_sequence
 from .progress import Progress
-from .stylize import (BASE_BYTES, Stylizer, TemporalTerm, autocast_dtype, available_bytes,
-                      bytes_per_pixel, estimate_peak_bytes, resize, resolve_device)
+from .stylize import (BASE_BYTES, CUDA_MARGIN, Stylizer, TemporalTerm, autocast_dtype,
+                      available_bytes, bytes_per_pixel, estimate_peak_bytes, resize, resolve_device)
 from .vgg import VGGFeatures, weights_file as vgg_weights_file
 
 OUTPUT_PATTERN = "flowstyle_{:04d}.exr"
@@ -95,10 +95,11 @@ def check_memory(size: tuple[int, int], device: torch.device, precision: str) ->
     """
     free = available_bytes(device)
     precision_bytes = 2 if autocast_dtype(device, precision) else 4
-    need = estimate_peak_bytes(*size, precision_bytes=precision_bytes)
+    need = estimate_peak_bytes(*size, precision_bytes=precision_bytes, device_type=device.type)
     if free is None or need <= 0.9 * free:
         return
-    pixels = (0.9 * free - BASE_BYTES) / bytes_per_pixel(precision_bytes)
+    usable = 0.9 * free / (1 + CUDA_MARGIN if device.type == "cuda" else 1)
+    pixels = (usable - BASE_BYTES) / bytes_per_pixel(precision_bytes)
     fits = int((max(pixels, 0) * size[0] / size[1]) ** 0.5) // 8 * 8
     advice = (f"Lower the working height (--height {fits} fits; frames are upsampled to their "
               "own size afterwards), or free memory." if fits >= 32 else

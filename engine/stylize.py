@@ -52,11 +52,45 @@ class FrameStats:
     levels: list[tuple[int, int, int]] = field(default_factory=list)  # (h, w, iterations)
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> CUDA when present, else CPU; anything else as torch understands it."""
+@dataclass(frozen=True)
+class DeviceFacts:
+    """What the machine offers, as far as device and precision choice go.
+
+    Read from torch by `device_facts()`; a test passes made-up facts (CUDA cannot run here).
+    cuda_capability: the CUDA device's compute capability (major, minor), (0, 0) if none.
+    """
+
+    cuda: bool = False
+    mps: bool = False
+    cuda_capability: tuple[int, int] = (0, 0)
+    cpu_bf16: bool = False
+
+
+def device_facts(cuda_index: int | None = None) -> DeviceFacts:
+    """This machine's facts (for CUDA device `cuda_index`, or the current one)."""
+    cuda = torch.cuda.is_available()
+    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    capability = tuple(torch.cuda.get_device_capability(cuda_index)) if cuda else (0, 0)
+    return DeviceFacts(cuda, mps, capability, cpu_has_native_bf16())  # type: ignore[arg-type]
+
+
+def resolve_device(name: str, facts: DeviceFacts | None = None) -> torch.device:
+    """--device value -> torch.device. 'auto' is CUDA if present, else Apple's MPS, else
+    the CPU; other names as torch reads them ('cpu', 'cuda', 'cuda:1', 'mps').
+
+    Raises ValueError for a name that is no device. Whether a named device exists here is
+    checked where the run opens it (check.py), with a message saying what to do.
+    """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+        facts = facts or device_facts()
+        return torch.device("cuda" if facts.cuda else "mps" if facts.mps else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps") from exc
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {name!r} is not supported: use auto, cpu, cuda, cuda:N or mps")
+    return device
 
 
 def cpu_has_native_bf16() -> bool:
@@ -67,42 +101,68 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
-def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
-    """The dtype the VGG pass runs in, or None for plain float32.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
-    'auto' is bfloat16 on CUDA and on CPUs with native bf16, float32 elsewhere (emulated
-    bf16 is slower than fp32). bf16 keeps fp32's range, so activations of 0-255 inputs do
-    not overflow as they can in fp16. Measured on an AVX512-BF16 CPU (benchmark): 0.55x
-    the time per iteration, 0.7x the peak memory at 1080p, the same loss after 20 iterations.
-    Grams and losses stay float32 always (losses.py).
+
+def autocast_dtype(device: torch.device, precision: str,
+                   facts: DeviceFacts | None = None) -> torch.dtype | None:
+    """The dtype the VGG pass runs in, or None for plain float32. The one place it is decided.
+
+    'auto': bfloat16 where the hardware computes it natively (CUDA capability >= 8.0,
+    i.e. Ampere and later; a CPU with AVX512-BF16/AMX), because bf16 keeps fp32's range;
+    float16 on older CUDA GPUs and on Apple's MPS, where it is the fast half type, with
+    loss scaling (Stylizer) so small gradients survive its narrow range; float32 on other
+    CPUs (emulated half types are slower than fp32). Measured on an AVX512-BF16 CPU
+    (benchmark): bf16 took 0.55x the time per iteration and 0.7x the peak memory at 1080p
+    of fp32, for the same loss after 20 iterations. Grams and losses stay float32 (losses.py).
+    'fp32', 'bf16', 'fp16' force that type.
     """
-    if precision == "fp32":
-        return None
-    if precision == "auto" and device.type == "cpu" and not cpu_has_native_bf16():
-        return None
-    if precision not in ("auto", "bf16"):
-        raise ValueError(f"unknown precision {precision!r}: use 'auto', 'fp32' or 'bf16'")
-    return torch.bfloat16
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: use {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    if facts is None:
+        facts = device_facts(device.index) if device.type == "cuda" else DeviceFacts(
+            cpu_bf16=device.type == "cpu" and cpu_has_native_bf16())
+    if device.type == "cuda":
+        return torch.bfloat16 if facts.cuda_capability >= (8, 0) else torch.float16
+    if device.type == "mps":
+        return torch.float16
+    return torch.bfloat16 if facts.cpu_bf16 else None
 
 
 # Peak memory of one optimization step per pixel of the working size, by the bytes of one
-# VGG activation (4: fp32, 2: bf16): activations to relu5_1 kept for the backward pass,
-# their gradients, and the frame's inputs and flows. Measured on the CPU at 1440x1080
+# VGG activation (4: fp32, 2: bf16 or fp16): activations to relu5_1 kept for the backward
+# pass, their gradients, and the frame's inputs and flows. Measured on the CPU at 1440x1080
 # (benchmark probe: 5.14 GB fp32, 3.61 GB bf16 peak RSS) and rounded up. Block 1 (64
 # channels at full size) dominates, which is also why checkpointing VGG blocks did not
-# lower the peak (measured: it rose, 2.8 -> 4.1 KB/px). bf16 is not half of fp32: the
-# image, Grams, losses and the L-BFGS vectors stay fp32.
+# lower the peak (measured: it rose, 2.8 -> 4.1 KB/px). Half types are not half of fp32:
+# the image, Grams, losses and the L-BFGS vectors stay fp32.
+#
+# Per device: the tensors are the same size on every device, so the same figures are used
+# for CUDA and MPS; what differs is around them. On CUDA the free memory is read after
+# torch has set up its context (torch.cuda.mem_get_info), so the context is not counted
+# twice, and `CUDA_MARGIN` covers cuDNN's convolution workspaces and the caching
+# allocator's fragmentation, which the CPU does not have. Not measured here (no GPU):
+# the benchmark prints torch.cuda.max_memory_allocated on a CUDA machine to check it.
+# On MPS, memory is the system's (unified): the limit is what Metal recommends.
 VGG_BYTES_PER_PIXEL = {4: 3100, 2: 2100}
 LBFGS_HISTORY = 10  # L-BFGS keeps this many (step, gradient) pairs of the image (memory:
 # 2 image-sized vectors each; 10 saves 0.37 GB at 1080p against 20)
 
 
+INITIAL_LOSS_SCALE = 2.0**10  # fp16: measured largest VGG activation gradient ~32 x 1024 < 65504
+LOSS_SCALE_GROWTH = 100  # finite fp16 evaluations in a row before the loss scale doubles
+
 BASE_BYTES = 600 * 2**20  # the network, torch itself and a few frames of input
+CUDA_MARGIN = 0.15  # fraction of the estimate added on CUDA (workspaces, fragmentation)
 
 
-def estimate_peak_bytes(height: int, width: int, precision_bytes: int = 4) -> int:
+def estimate_peak_bytes(height: int, width: int, precision_bytes: int = 4,
+                        device_type: str = "cpu") -> int:
     """Rough peak memory (bytes) to optimize one frame of height×width on one device."""
-    return BASE_BYTES + height * width * bytes_per_pixel(precision_bytes)
+    need = BASE_BYTES + height * width * bytes_per_pixel(precision_bytes)
+    return int(need * (1 + CUDA_MARGIN)) if device_type == "cuda" else need
 
 
 def bytes_per_pixel(precision_bytes: int = 4) -> int:
@@ -115,6 +175,11 @@ def available_bytes(device: torch.device) -> int | None:
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free)
+    if device.type == "mps":
+        try:
+            return int(torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory())
+        except (AttributeError, RuntimeError):
+            return None
     try:
         with open("/proc/meminfo", encoding="ascii") as f:
             for line in f:
@@ -157,6 +222,14 @@ class Stylizer:
         self.styles = [(img.to(device), w) for img, w in styles]
         self.device = device
         self.autocast = autocast_dtype(device, self.settings.precision)
+        # fp16 (older CUDA GPUs, MPS): the gradients of the deep VGG layers fall below
+        # fp16's smallest normal number (measured at 64x96 px: 11-15% of those of relu5_x),
+        # so the loss is multiplied by `loss_scale` before the backward pass and the image's
+        # gradient divided by it after. GradScaler's rule keeps the scale as large as fits:
+        # halve it and evaluate again when the gradient overflows, double it after
+        # LOSS_SCALE_GROWTH finite evaluations in a row. bf16 and fp32 need none.
+        self.loss_scale = INITIAL_LOSS_SCALE if self.autocast is torch.float16 else None
+        self._finite_in_a_row = 0
         self._grams: dict[tuple[int, int], dict[str, torch.Tensor]] = {}
         # L-BFGS's last inverse-curvature estimate per working size: a new frame's first
         # step starts from it instead of from a tiny probe (lbfgs.py). Part of a run's
@@ -254,18 +327,14 @@ class Stylizer:
         seen: dict[float, dict[str, float]] = {}  # loss -> its unweighted terms (this step)
 
         def evaluate(image: torch.Tensor) -> tuple[float, torch.Tensor]:
-            image = image.detach().requires_grad_(True)
-            terms = self.losses(image, content_features, grams, temporal)
-            loss = self.weighted(terms)
-            loss.backward()
+            terms, loss, grad = self._loss_and_gradient(image, content_features, grams, temporal)
             value = float(loss.detach())
             seen[value] = {k: float(v.detach()) for k, v in terms.items()}
             if stats.evaluations == 0:
                 stats.loss_start = value
                 stats.trajectory.append(seen[value])
             stats.evaluations += 1
-            assert image.grad is not None
-            return value, image.grad
+            return value, grad
 
         def plateau(done: int, loss: float) -> bool:
             """After each iteration: record it; stop when the loss fell by less than
@@ -295,6 +364,29 @@ class Stylizer:
         stats.loss_end = stats.losses[-1] if stats.losses else stats.loss_start
         stats.terms = stats.trajectory[-1]
         return image.detach(), stats
+
+    def _loss_and_gradient(self, image: torch.Tensor, *args: object
+                           ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """(unweighted terms, total loss, its gradient w.r.t. `image`), with fp16 loss
+        scaling when it is on. args: content features, Grams, temporal terms (`losses`)."""
+        while True:
+            leaf = image.detach().requires_grad_(True)
+            terms = self.losses(leaf, *args)  # type: ignore[arg-type]
+            loss = self.weighted(terms)
+            scale = self.loss_scale
+            (loss if scale is None else loss * scale).backward()
+            assert leaf.grad is not None
+            if scale is None:
+                return terms, loss, leaf.grad
+            grad = leaf.grad / scale
+            if bool(torch.isfinite(grad).all()) or not math.isfinite(float(loss.detach())):
+                self._finite_in_a_row += 1
+                if self._finite_in_a_row == LOSS_SCALE_GROWTH:
+                    self.loss_scale, self._finite_in_a_row = scale * 2, 0
+                return terms, loss, grad
+            self.loss_scale, self._finite_in_a_row = scale / 2, 0  # overflowed: again, smaller
+            if self.loss_scale < 2 ** -10:
+                return terms, loss, grad  # not the scale's fault; L-BFGS stops on it
 
     def _adam(self, evaluate: lbfgs.Evaluate, start: torch.Tensor, iterations: int,
               stop: lbfgs.Stop) -> tuple[torch.Tensor, int]:
