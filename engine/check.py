@@ -71,5 +71,10 @@ def check_environment(weights: str = "caffe", device: str = "auto") -> dict:
     elif weights not in ("caffe", "torchvision") and not os.path.isfile(weights):
         problems.append(f"the weights file {weights} does not exist")
         fixes.append("choose the embedded weights (caffe) or an existing VGG19 state dict file")
+    # Optional: only `--cluster` runs need it, so its absence is a note, not a problem.
+    from .farm import PIP_HINT, available
+    report["distributed"] = available()
+    if report["distributed"] is None:
+        notes.append(f"Dask distributed is not installed: --cluster (farm) runs need {PIP_HINT}")
     report.update(notes=notes, problems=problems, fixes=fixes, ok=not problems)
     return report

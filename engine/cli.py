@@ -7,6 +7,8 @@
     python -m engine evaluate INPUT DIR [--json]
     python -m engine preview INPUT DIR --gif side_by_side.gif --sheet sheet.png
     python -m engine check [--json]
+    python -m engine stylize ... --cluster tcp://host:8786   (or local:N): on a Dask cluster
+    python -m engine batch JOB.json [JOB2.json ...] [--cluster ADDRESS]
 
 Exit status: 0 done, 2 bad input (the message says which file or frame and what to do),
 1 an unexpected failure (a traceback, please report it), 130 interrupted (Ctrl-C).
@@ -79,6 +81,12 @@ def _add_stylize(sub: Any) -> None:
     p.add_argument("--model", help="the trained model (network and hybrid)")
     p.add_argument("--style-mix", type=_floats, metavar="W1,W2,...",
                    help="weights of the model's styles (default: as trained)")
+    _add_cluster(p)
+    p.add_argument("--chunk-frames", type=int,
+                   help="farm: frames per chunk task (default %d)" % Settings.chunk_frames)
+    p.add_argument("--chunk-overlap", type=int,
+                   help="farm: frames each chunk shares with the previous one, blended "
+                        "(default %d)" % Settings.chunk_overlap)
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -137,6 +145,12 @@ NETWORK_OPTIONS = ("method", "model", "style_mix", "train_steps", "train_crop", 
                    "train_checkpoint_every", "train_seed")
 
 
+def _add_cluster(p: Any) -> None:
+    p.add_argument("--cluster", metavar="ADDRESS",
+                   help="run on a Dask cluster: a scheduler (tcp://host:8786) or local:N "
+                        "(N worker processes on this machine); needs dask[distributed]")
+
+
 def settings_from(args: argparse.Namespace) -> tuple[Settings, str, str, bool]:
     """Merge a job file and command-line options into (settings, input, out, allow_download)."""
     job: dict[str, Any] = {}
@@ -150,7 +164,7 @@ def settings_from(args: argparse.Namespace) -> tuple[Settings, str, str, bool]:
     fields = {"preset", "style_strength", "temporal_strength", "flow", "use_depth", "device",
               "precision", "weights", "optimizer", "iterations", "first_iterations",
               "height", "content_weight", "style_weight", "tv_weight", "temporal_weight",
-              "style_scale", "long_term"}
+              "style_scale", "long_term", "chunk_frames", "chunk_overlap"}
     fields |= set(NETWORK_OPTIONS)
     for key, value in job.items():
         if key in fields and value is not None:
@@ -189,6 +203,11 @@ def _stylize(args: argparse.Namespace) -> int:
         watch_parent()
     try:
         settings, input_path, out, allow_download = settings_from(args)
+        if args.cluster:
+            from . import farm  # the only path that imports Dask
+            farm.run_jobs([farm.Job(input_path, out, settings, allow_download)], args.cluster,
+                          progress)
+            return 0
         from .network_run import run_class  # torch import: after argument errors are reported
         run_class(settings)(input_path, out, settings, progress, allow_download).run()
     except FlowstyleError as exc:
@@ -206,6 +225,30 @@ def _train(args: argparse.Namespace) -> int:
         settings, input_path, out, allow_download = settings_from(args)
         from .train import Trainer  # torch import: after argument errors are reported
         Trainer(input_path, out, settings, progress, allow_download).run()
+    except FlowstyleError as exc:
+        progress.error(str(exc))
+        return 2
+    return 0
+
+
+def _batch(args: argparse.Namespace) -> int:
+    """Many job files: all on the cluster at once with --cluster, else one after another."""
+    progress = Progress(args.progress)
+    parser = argparse.ArgumentParser(prog="python -m engine")
+    _add_stylize(parser.add_subparsers(dest="command"))
+    try:
+        jobs = []
+        for path in args.jobs:
+            job_args = parser.parse_args(["stylize", "--job", path])
+            settings, input_path, out, allow_download = settings_from(job_args)
+            jobs.append((input_path, out, settings, allow_download))
+        if args.cluster:
+            from . import farm
+            farm.run_jobs([farm.Job(*job) for job in jobs], args.cluster, progress)
+            return 0
+        from .network_run import run_class
+        for input_path, out, settings, allow_download in jobs:
+            run_class(settings)(input_path, out, settings, progress, allow_download).run()
     except FlowstyleError as exc:
         progress.error(str(exc))
         return 2
@@ -240,6 +283,7 @@ def _check(args: argparse.Namespace) -> int:
         for key in ("python", "torch", "device"):
             print(f"{key}: {report[key]}")
         print(f"weights (caffe): {'found' if report['weights']['caffe'] else 'MISSING'}")
+        print(f"farm (dask distributed, for --cluster): {report['distributed'] or 'not installed'}")
         for problem, fix in zip(report["problems"], report["fixes"]):
             print(f"problem: {problem}\n  fix: {fix}")
         print("ok" if report["ok"] else "NOT READY")
@@ -268,6 +312,10 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("output")
     v.add_argument("--gif", help="side-by-side animation (.gif)")
     v.add_argument("--sheet", help="contact sheet (.png)")
+    b = sub.add_parser("batch", help="stylize many job files (the add-on's job format)")
+    b.add_argument("jobs", nargs="+", metavar="JOB.json")
+    b.add_argument("--progress", choices=["auto", "bar", "lines", "jsonl", "none"], default="auto")
+    _add_cluster(b)
     c = sub.add_parser("check", help="is this Python ready to run the engine?")
     c.add_argument("--json", action="store_true")
     c.add_argument("--weights", default="caffe", help="the weights the user will run with")
@@ -277,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         # The add-on's Cancel (and `kill`) send SIGTERM: stop as on Ctrl-C, so the output
         # folder's lock is released and no half-written file is left.
         signal.signal(signal.SIGTERM, _terminated)
-    handlers = {"stylize": _stylize, "train": _train, "evaluate": _evaluate, "preview": _preview, "check": _check}
+    handlers = {"stylize": _stylize, "batch": _batch, "train": _train, "evaluate": _evaluate, "preview": _preview, "check": _check}
     try:
         return handlers[args.command](args)
     except FlowstyleError as exc:

@@ -111,6 +111,10 @@ class Settings:
     train_preview_every: int = 100  # steps between previews of a held-out frame (0 = none)
     train_checkpoint_every: int = 25  # steps between resumable checkpoints
     train_seed: int = 0  # the network's initial weights and the crops drawn
+    # Farm (--cluster) only: the shot is optimized in chunks of `chunk_frames` frames, each
+    # starting `chunk_overlap` frames early; the overlap frames are blended (engine/farm.py).
+    chunk_frames: int = 24  # frames per chunk (one task)
+    chunk_overlap: int = 4  # frames shared with the previous chunk; 0 < overlap < chunk_frames
 
     def resolved(self) -> "Settings":
         """A copy with preset values filled in and style weights normalised."""
@@ -138,8 +142,8 @@ class Settings:
         from .digests import source_digest
         s = self.resolved()
         data = dataclasses.asdict(s)
-        for key in ("device", "precision", "frames"):
-            data.pop(key)
+        for key in ("device", "precision", "frames", "chunk_frames", "chunk_overlap"):
+            data.pop(key)  # chunking counts only in a farm run's own fingerprint (farm.py)
         if s.method == "optimize":  # the network's settings do not touch optimized pixels
             for key in NETWORK_FIELDS:
                 data.pop(key)
@@ -148,3 +152,10 @@ class Settings:
         data["engine"] = source_digest()  # includes __version__
         blob = json.dumps(data, sort_keys=True, default=list).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# Farm (engine/farm.py): how long to try reaching a Dask scheduler before saying so, and how
+# often Dask may rerun a task that raised (a task whose worker died is rerun by the
+# scheduler itself, up to its `distributed.scheduler.allowed-failures`).
+FARM_CONNECT_TIMEOUT = 5.0  # seconds
+FARM_RETRIES = 2

@@ -109,11 +109,12 @@ def recorded_settings(path: str) -> Settings:
 
 
 def evaluate(input_path: str, out_dir: str, height: int | None = None, device: str = "auto",
-             styles: list[StyleImage] | None = None) -> dict:
+             styles: list[StyleImage] | None = None, perceptual: bool = True) -> dict:
     """Compare an output folder with its input sequence; returns a JSON-ready dict.
 
     height: working height for the VGG losses (default: the run's own). styles: the
     style images for the style loss (default: those recorded in the output frames).
+    perceptual=False: warping errors only, without the VGG losses (the farm's seam score).
     """
     sequence = open_sequence(input_path)
     numbers = [n for n in sequence.numbers if os.path.isfile(output_path(out_dir, n))]
@@ -182,7 +183,8 @@ def evaluate(input_path: str, out_dir: str, height: int | None = None, device: s
         # Outer rows/columns vs the interior (≤ 1: clean frame edges).
         "edge_score": {"output": float(np.mean(edges)), "input": float(np.mean(input_edges))},
     }
-    report.update(perceptual_losses(small_pairs, settings, dev))
+    if perceptual:
+        report.update(perceptual_losses(small_pairs, settings, dev))
     return report
 
 

@@ -101,11 +101,16 @@ def describe(holder: dict) -> str:
             f"(command: {holder.get('command', '?')})")
 
 
+# Tokens of locks this process may write under although it does not hold them: a farm's
+# workers write frames under the lock its client holds (farm.py grants them its token).
+GRANTED: set[str] = set()
+
+
 def refuse_if_held(out_dir: str) -> None:
     """Raise the refusal now if a live run holds `out_dir` (a cheap early check; the lock
     itself is taken by `OutputLock`)."""
     holder = read_lock(out_dir)
-    if holder is not None and not is_stale(holder):
+    if holder is not None and holder.get("token") not in GRANTED and not is_stale(holder):
         raise _refusal(out_dir, holder)
 
 

@@ -37,6 +37,7 @@ class Progress:
         self.todo = 0
         self.started = time.perf_counter()
         self._durations: list[float] = []
+        self.parallel = False  # frames finish in parallel (a farm): ETA from wall time
 
     def _emit(self, event: str, **data: Any) -> None:
         if self.mode == "jsonl":
@@ -54,6 +55,10 @@ class Progress:
         remaining = self.todo - len(self._durations)
         if not self._durations or remaining <= 0:
             return 0.0
+        if self.parallel:
+            # Many workers: a frame's own time says nothing about when the run ends;
+            # the rate at which frames have been finishing does.
+            return remaining * (time.perf_counter() - self.started) / len(self._durations)
         sample = self._durations[1:] or self._durations
         return remaining * sum(sample) / len(sample)
 
@@ -64,6 +69,20 @@ class Progress:
         if self.mode in ("bar", "lines"):
             resumed = f" ({total - todo} already done)" if todo < total else ""
             self._say(f"flowstyle: {todo} of {total} frames to stylize{resumed} -> {out_dir}")
+
+    def cluster(self, address: str, dashboard: str | None, workers: int, **extra: Any) -> None:
+        """A farm run: where it runs and where to watch it (Dask's dashboard)."""
+        self.parallel = True
+        self._emit("cluster", address=address, dashboard=dashboard, workers=workers, **extra)
+        if self.mode in ("bar", "lines"):
+            self._say(f"flowstyle: cluster {address} with {workers} workers; "
+                      f"dashboard {dashboard or '(none)'}")
+
+    def summary(self, event: str, message: str, **data: Any) -> None:
+        """A closing number (e.g. the farm's seam score): an event of its own, and a line."""
+        self._emit(event, message=message, **data)
+        if self.mode in ("bar", "lines"):
+            self._say(message)
 
     def frame_skipped(self, frame: int, reason: str) -> None:
         self._emit("frame_skipped", frame=frame, reason=reason)

@@ -133,7 +133,10 @@ class SequenceRun:
     benchmark and tests can look inside."""
 
     def __init__(self, input_path: str, out_dir: str, settings: Settings,
-                 progress: Progress | None = None, allow_download: bool = False):
+                 progress: Progress | None = None, allow_download: bool = False,
+                 load_model: bool = True):
+        # load_model=False: a run that only reads frames and writes results (the farm's
+        # blend and resume checks), without the VGG weights and the memory check.
         self.settings = settings.resolved()
         s = self.settings
         self.progress = progress or Progress("none")
@@ -153,14 +156,15 @@ class SequenceRun:
         check_writable(self.out_dir)
         lock.refuse_if_held(self.out_dir)  # before the network loads: a quick refusal
         self.device = resolve_device(s.device)
-        self.vgg = VGGFeatures(list(defaults.CONTENT_LAYERS + defaults.STYLE_LAYERS), s.weights,
-                               allow_download)
-        self.stylizer = Stylizer(s, self.vgg, self.style_images, self.device)
         self.fingerprint = s.fingerprint(style_digests, digests.weights_digest(
             vgg_weights_file(s.weights), os.path.join(self.out_dir, STATE_DIR)))
         h, w = self.sequence.height, self.sequence.width
         self.size = working_size(h, w, s.height or 0)
-        check_memory(self.size, self.device, s.precision)
+        if load_model:
+            self.vgg = VGGFeatures(list(defaults.CONTENT_LAYERS + defaults.STYLE_LAYERS), s.weights,
+                                   allow_download)
+            self.stylizer = Stylizer(s, self.vgg, self.style_images, self.device)
+            check_memory(self.size, self.device, s.precision)
         self._inputs: dict[int, _Inputs] = {}
         self._backward: dict[int, torch.Tensor] = {}  # frame t -> flow t→t-1 (full res)
         self._forward: dict[int, torch.Tensor] = {}  # frame t -> flow t-1→t (full res)

@@ -1,7 +1,7 @@
 """Render the demo shot with real Blender (bpy) into multilayer EXRs, in its own process.
 
     python tests/render_shot.py OUT_DIR [--width 96 --height 72 --frames 6 --samples 16]
-                                        [--transparent] [--no-depth]
+                                        [--transparent] [--no-depth] [--moving-camera]
                                         [--scene demo|crossing|overhead]
 
 Run as a subprocess by the tests: bpy and torch are kept out of one process (DESIGN.md).
@@ -72,11 +72,22 @@ def main() -> None:
     p.add_argument("--no-depth", action="store_true")
     p.add_argument("--no-vectors", action="store_true")
     p.add_argument("--scene", default="demo", help="demo, crossing or overhead")
+    p.add_argument("--moving-camera", action="store_true",
+                   help="the camera pans and dollies across the shot (every pixel moves)")
     args = p.parse_args()
     scene = build_demo_scene(width=args.width, height=args.height, frames=args.frames,
                              samples=args.samples, transparent_sky=args.transparent)
     if args.scene != "demo":
         moving_objects(scene, args.scene)
+    if args.moving_camera:
+        import math
+        cam = bpy.data.objects["FS_Camera"]
+        last = scene.frame_end
+        for frame, x, y, turn in ((1, -1.5, -9.0, 6.0), (last, 1.5, -7.5, -6.0)):
+            cam.location = (x, y, 3.2)
+            cam.rotation_euler = (math.radians(78), 0, math.radians(turn))
+            cam.keyframe_insert("location", frame=frame)
+            cam.keyframe_insert("rotation_euler", frame=frame)
     bpy.data.objects["FS_Cube"].pass_index = 1
     bpy.data.objects["FS_Ball"].pass_index = 2
     scene.view_layers[0].use_pass_object_index = True

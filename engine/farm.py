@@ -1,0 +1,528 @@
+"""Many machines: shots, and chunks of shots, on a Dask cluster (`--cluster`).
+
+Dask distributed does all the scheduling: it places tasks on workers (one per GPU with
+`resources={"GPU": 1}` when the workers advertise GPUs), reruns a task whose worker died,
+and serves a dashboard. The engine only decides what a task is:
+
+    chunk  frames [lead, last] of a shot, optimized in order by an ordinary SequenceRun
+           into a scratch folder. The first chunk starts at the shot's first frame; every
+           later chunk starts `overlap` frames before the frames it owns, at a frame it
+           stylizes on its own from the frame's content (the same cold start, seed and
+           iterations as a one-process run's first frame), so its start depends on nothing
+           but that frame: any worker, any time, computes the same start.
+    blend  the `overlap` frames two neighbouring chunks both computed: cross-faded in
+           display space, the new chunk's weight rising (j+1)/(overlap+1) along the
+           overlap, so the change from one chunk's strokes to the next is spread over
+           overlap+1 frame steps instead of popping at one. Runs when both chunks are done.
+
+Network mode (`--method network`) has no history: its chunks own their frames outright, no
+overlap, no blend, and the frames equal a one-process run's. Hybrid chunks are optimize's,
+their start being the network's output for that frame (network_run.py).
+
+Frames a chunk owns alone are written to the output folder as soon as they are computed,
+the blended ones by the blend task, all with the normal output contract (run.py: atomic
+EXR, fingerprint, settings). A killed chunk reruns elsewhere and resumes from its scratch
+state (exact, like a resumed local run), so the final frames equal an undisturbed run's.
+Shared storage is the user's: every worker must see the input and output paths (checked
+up front, naming the worker that cannot).
+
+`distributed` is optional: only this module imports it, and only a `--cluster` run imports
+this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import os
+import shutil
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from . import defaults, lock
+from .defaults import Settings
+from .errors import FlowstyleError
+from .progress import Progress
+
+SCRATCH_DIR = os.path.join(".flowstyle", "farm")  # inside the output folder
+PIP_HINT = "pip install 'dask[distributed]==2026.8.0'"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One chunk task: frames lead..last are computed; first..last are the frames it owns
+    (lead..first-1 are the overlap it shares with the previous chunk)."""
+
+    lead: int
+    first: int
+    last: int
+
+
+@dataclass
+class Job:
+    """One shot to stylize: what `stylize` gets from its options or a job file."""
+
+    input: str
+    out: str
+    settings: Settings
+    allow_download: bool = False
+
+
+def plan_chunks(first: int, last: int, size: int, overlap: int) -> list[Chunk]:
+    """Split frames first..last (inclusive) into chunks owning `size` frames each, every
+    chunk after the first starting `overlap` frames early (0 <= overlap < size)."""
+    if size < 1 or not 0 <= overlap < size:
+        raise FlowstyleError(f"chunks of {size} frames with an overlap of {overlap}: the chunk "
+                             "size must be at least 1 and the overlap from 0 to size-1 "
+                             "(--chunk-frames, --chunk-overlap).")
+    chunks = []
+    for start in range(first, last + 1, size):
+        chunks.append(Chunk(max(first, start - overlap), start, min(last, start + size - 1)))
+    return chunks
+
+
+def alone_frames(chunks: list[Chunk], i: int) -> range:
+    """The frames chunk i writes by itself: its own frames minus the next chunk's lead-in."""
+    end = chunks[i + 1].lead - 1 if i + 1 < len(chunks) else chunks[i].last
+    return range(chunks[i].first, end + 1)
+
+
+def blend_weight(index: int, overlap: int) -> float:
+    """Weight of the later chunk at the index-th overlap frame (0-based): (index+1)/(overlap+1)."""
+    return (index + 1) / (overlap + 1)
+
+
+def farm_fingerprint(settings_fingerprint: str, first: int, size: int, overlap: int) -> str:
+    """The fingerprint of a farm run's frames: the settings' plus where the chunks fall
+    (a frame's pixels depend on its chunk), so a resumed run keeps only matching frames."""
+    blob = f"{settings_fingerprint}:chunks:{first}:{size}:{overlap}".encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def scratch_root(out_dir: str, fingerprint: str) -> str:
+    return os.path.join(os.path.abspath(out_dir), SCRATCH_DIR, fingerprint)
+
+
+def chunk_dir(out_dir: str, fingerprint: str, chunk: Chunk) -> str:
+    return os.path.join(scratch_root(out_dir, fingerprint), f"chunk_{chunk.lead:06d}_{chunk.last:06d}")
+
+
+def result_path(directory: str, number: int) -> str:
+    return os.path.join(directory, f"result_{number:06d}.pt")
+
+
+# -- worker side -------------------------------------------------------------------------
+
+class _WorkerProgress(Progress):
+    """Progress on a worker: the frames it finishes go to the client as Dask events."""
+
+    def __init__(self, topic: str, job: int, report: set[int]):
+        super().__init__("none")
+        self.topic, self.job, self.report = topic, job, report
+
+    def send(self, **msg: Any) -> None:
+        from distributed import get_worker
+        try:
+            get_worker().log_event(self.topic, {"job": self.job, **msg})
+        except ValueError:  # not on a worker (called directly, e.g. by a test)
+            pass
+
+    def frame_done(self, frame: int, seconds: float, path: str, **extra: Any) -> None:
+        if frame in self.report:
+            self.send(kind="frame_done", frame=frame, seconds=seconds)
+
+    def warning(self, message: str) -> None:
+        self.send(kind="warning", message=message)
+
+
+def _writer(job: Job, fingerprint: str, first: int, last: int):
+    """A model-less SequenceRun over first..last that writes final frames into job.out."""
+    from .run import SequenceRun
+    settings = dataclasses.replace(job.settings, frames=(first, last))
+    writer = SequenceRun(job.input, job.out, settings, load_model=False)
+    writer.fingerprint = fingerprint
+    return writer
+
+
+def _load_result(directory: str, number: int):
+    import torch
+    path = result_path(directory, number)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError):
+        return None
+
+
+def run_chunk(job: Job, job_index: int, chunks: list[Chunk], i: int, fingerprint: str,
+              topic: str, token: str) -> dict:
+    """The chunk task: optimize chunk i in order, keep every result in its scratch folder,
+    write the frames it owns alone. Resumes from the scratch folder when rerun."""
+    import torch
+    from .network_run import run_class
+
+    lock.GRANTED.add(token)  # the client holds the output folder's lock for this run
+    chunk = chunks[i]
+    alone = alone_frames(chunks, i)
+    writer = _writer(job, fingerprint, alone.start, alone.stop - 1)
+    directory = chunk_dir(job.out, fingerprint, chunk)
+
+    class ChunkRun(run_class(job.settings)):  # type: ignore[misc]
+        """A SequenceRun whose results go to the scratch folder (working size, display
+        space, for the blend); the frames the chunk owns alone also go to the output."""
+
+        def finished(self, number: int) -> bool:
+            state = _load_result(self.out_dir, number)
+            return (state is not None and state["fingerprint"] == self.fingerprint
+                    and state["input"] == self.sequence.identity(number))
+
+        def write(self, number: int, image: torch.Tensor) -> str:
+            path = result_path(self.out_dir, number)
+            torch.save({"fingerprint": self.fingerprint, "input": self.sequence.identity(number),
+                        "image": image.cpu()}, path + ".partial")
+            os.replace(path + ".partial", path)
+            if number in alone and not writer.finished(number):
+                return writer.write(number, image)
+            return path
+
+    started = time.perf_counter()
+    progress = _WorkerProgress(topic, job_index, set(alone))
+    settings = dataclasses.replace(job.settings, frames=(chunk.lead, chunk.last))
+    run = ChunkRun(job.input, directory, settings, progress, job.allow_download)
+    setup = time.perf_counter() - started
+    # Not run(): its lock on the scratch folder could not be taken over on another host
+    # after a worker died there; the client's lock on the output folder covers the run.
+    summary = run._run()
+    # A chunk killed between its scratch result and the output frame: write what is missing.
+    for number in alone:
+        if not writer.finished(number):
+            state = _load_result(directory, number)
+            writer.write(number, state["image"])
+            progress.send(kind="frame_done", frame=number, seconds=0.0)
+    return {"job": job_index, "chunk": i, "frames": chunk.last - chunk.lead + 1,
+            "stylized": summary["stylized"], "seconds": time.perf_counter() - started,
+            "setup_seconds": setup, "host": socket.gethostname(), "pid": os.getpid()}
+
+
+def run_blend(job: Job, job_index: int, chunks: list[Chunk], i: int, fingerprint: str,
+              topic: str, token: str, *_done: Any) -> dict:
+    """The blend task between chunks i and i+1 (runs after both: `_done` are their results).
+
+    Overlap frame j gets (1-w)·left + w·right, w = (j+1)/(overlap+1), in display space at
+    the working size, then the normal output write."""
+    lock.GRANTED.add(token)
+    left, right = chunks[i], chunks[i + 1]
+    frames = range(right.lead, right.first)
+    writer = _writer(job, fingerprint, frames.start, frames.stop - 1)
+    progress = _WorkerProgress(topic, job_index, set(frames))
+    left_dir = chunk_dir(job.out, fingerprint, left)
+    right_dir = chunk_dir(job.out, fingerprint, right)
+    for j, number in enumerate(frames):
+        if writer.finished(number):
+            continue
+        started = time.perf_counter()
+        a, b = _load_result(left_dir, number), _load_result(right_dir, number)
+        if a is None or b is None:
+            raise FlowstyleError(f"frame {number}: a chunk's scratch result is missing in "
+                                 f"{left_dir if a is None else right_dir}; run again to redo it.")
+        w = blend_weight(j, len(frames))
+        writer.write(number, (1 - w) * a["image"] + w * b["image"])
+        progress.send(kind="frame_done", frame=number, seconds=time.perf_counter() - started)
+    return {"job": job_index, "blend": i, "frames": len(frames)}
+
+
+def run_network_chunk(job: Job, job_index: int, chunk: Chunk, topic: str, token: str) -> dict:
+    """The network-mode task: frames chunk.first..last through the network, written directly
+    (each frame on its own: no overlap, any order, any worker)."""
+    from .network_run import NetworkRun
+    lock.GRANTED.add(token)
+    started = time.perf_counter()
+    settings = dataclasses.replace(job.settings, frames=(chunk.first, chunk.last))
+    progress = _WorkerProgress(topic, job_index, set(range(chunk.first, chunk.last + 1)))
+    run = NetworkRun(job.input, job.out, settings, progress, job.allow_download)
+    setup = time.perf_counter() - started
+    summary = run._run()  # the client holds the lock
+    return {"job": job_index, "chunk": chunk.first, "frames": summary["frames"],
+            "stylized": summary["stylized"], "seconds": time.perf_counter() - started,
+            "setup_seconds": setup, "host": socket.gethostname(), "pid": os.getpid()}
+
+
+def worker_check(paths: list[tuple[str, str]]) -> dict:
+    """Run on every worker first: {"problems": paths it cannot use, "pid", "host"}."""
+    return {"problems": worker_problems(paths), "pid": os.getpid(), "host": socket.gethostname()}
+
+
+def worker_problems(paths: list[tuple[str, str]]) -> list[str]:
+    """Which of these input/output paths can this machine not use?"""
+    import glob
+    problems = []
+    for input_path, out_dir in paths:
+        if not (os.path.exists(input_path) or glob.glob(input_path.replace("#", "?"))):
+            problems.append(f"cannot see the input {input_path}")
+        parent = out_dir
+        while parent and not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        if not parent or not os.access(parent, os.W_OK):
+            problems.append(f"cannot write the output folder {out_dir}")
+    return problems
+
+
+# -- client side -------------------------------------------------------------------------
+
+def _import_distributed():
+    try:
+        import distributed
+    except ImportError:
+        raise FlowstyleError("--cluster needs Dask distributed, which is not installed in this "
+                             f"Python: {PIP_HINT}") from None
+    return distributed
+
+
+def connect(address: str, timeout: float = defaults.FARM_CONNECT_TIMEOUT):
+    """A Dask client for `address`: 'tcp://host:8786' (a running scheduler) or 'local:N'
+    (a LocalCluster of N worker processes on this machine). Returns (client, cluster)."""
+    distributed = _import_distributed()
+    import dask
+    cluster = None
+    if address.startswith("local:"):
+        try:
+            n = int(address[len("local:"):])
+            assert n >= 1
+        except (ValueError, AssertionError):
+            raise FlowstyleError(f"--cluster {address}: use local:N with N >= 1 worker "
+                                 "processes, or a scheduler address tcp://host:8786.") from None
+        import logging
+        # One task per worker process, each with its share of the cores (a Nanny sets
+        # OMP_NUM_THREADS=1 by default, which would leave cores idle with fewer workers).
+        threads = max(1, (os.cpu_count() or 1) // n)
+        cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                           dashboard_address=":0", silence_logs=logging.ERROR,
+                                           env={"OMP_NUM_THREADS": str(threads)})
+        address = cluster.scheduler_address
+    elif "://" not in address:
+        address = "tcp://" + address
+    with dask.config.set({"distributed.comm.timeouts.connect": f"{timeout}s"}):
+        try:
+            client = distributed.Client(address, timeout=timeout, set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            if cluster is not None:
+                cluster.close()
+            raise FlowstyleError(f"cannot reach the Dask scheduler at {address} within "
+                                 f"{timeout:.0f} s ({exc.__class__.__name__}). Is `dask scheduler` "
+                                 "running there, and is the port open from this machine?") from None
+    try:
+        client.wait_for_workers(1, timeout=max(timeout, 30.0))
+    except (OSError, TimeoutError):
+        client.close()
+        if cluster is not None:
+            cluster.close()
+        raise FlowstyleError(f"the Dask scheduler at {address} has no workers: start some with "
+                             f"`dask worker {address}`.") from None
+    return client, cluster
+
+
+def check_workers(client: Any, jobs: list[Job]) -> dict:
+    """Stop up front if a worker cannot see an input or write an output (a tiny task run on
+    every worker). Returns address -> {"problems", "pid", "host", "resources"}."""
+    paths = [(os.path.abspath(j.input), os.path.abspath(j.out)) for j in jobs]
+    answers = client.run(worker_check, paths)
+    workers = client.scheduler_info(n_workers=-1)["workers"]
+    for address, answer in sorted(answers.items()):
+        answer["resources"] = workers.get(address, {}).get("resources") or {}
+        if answer["problems"]:
+            raise FlowstyleError(f"worker {address} (host {answer['host']}) {answer['problems'][0]}. "
+                                 "Every worker must "
+                                 "see the same paths as this machine (shared storage: mount it at "
+                                 "the same path on every worker).")
+    return answers
+
+
+class _Plan:
+    """One job's chunks, fingerprint and what is left to do (built on the client)."""
+
+    def __init__(self, job: Job):
+        from .network_run import HybridRun, NetworkRun
+        from .run import SequenceRun
+        s = job.settings
+        self.job = job
+        self.network = s.method == "network"
+        # The run's own checks (input, style, model, output folder) and its fingerprint.
+        if s.method == "optimize":
+            self.run = SequenceRun(job.input, job.out, s, load_model=False)
+        else:
+            self.run = {"network": NetworkRun, "hybrid": HybridRun}.get(s.method, SequenceRun)(
+                job.input, job.out, s)
+        self.numbers = self.run.sequence.numbers
+        self.size = s.chunk_frames
+        self.overlap = 0 if self.network else min(s.chunk_overlap, max(s.chunk_frames - 1, 0))
+        self.chunks = plan_chunks(self.numbers[0], self.numbers[-1], self.size, self.overlap)
+        if not self.network:  # a network frame is the same whatever its chunk
+            self.run.fingerprint = farm_fingerprint(self.run.fingerprint, self.numbers[0],
+                                                    self.size, self.overlap)
+        self.fingerprint = self.run.fingerprint
+        self.done = {n for n in self.numbers if self.run.finished(n)}
+
+    def needs_chunk(self, i: int) -> bool:
+        c = self.chunks[i]
+        return any(n not in self.done for n in range(c.lead, c.last + 1))
+
+    def needs_blend(self, i: int) -> bool:
+        right = self.chunks[i + 1]
+        return any(n not in self.done for n in range(right.lead, right.first))
+
+
+def seam_score(job: Job, chunks: list[Chunk], overlap: int) -> dict:
+    """Warping error (evaluate.py) of the frame pairs a chunk boundary touches — the
+    `overlap`+1 pairs along each blend — against that of the pairs inside chunks."""
+    import numpy as np
+    from .evaluate import evaluate
+    report = evaluate(job.input, job.out, perceptual=False)
+    per_pair = report["warping_error"]["output_per_pair"]
+    numbers = list(range(chunks[0].first, chunks[-1].last + 1))
+    seams = {n for c in chunks[1:] for n in range(c.lead, c.first + 1)}
+    if len(per_pair) != len(numbers) - 1:
+        return {"across": None, "inside": None, "ratio": None}  # other frames in the folder
+    across = [e for n, e in zip(numbers[1:], per_pair) if n in seams]
+    inside = [e for n, e in zip(numbers[1:], per_pair) if n not in seams]
+    a = float(np.mean(across)) if across else None
+    b = float(np.mean(inside)) if inside else None
+    return {"across": a, "inside": b, "ratio": (a / b) if a is not None and b else None,
+            "pairs_across": len(across), "pairs_inside": len(inside)}
+
+
+def run_jobs(jobs: list[Job], cluster: str, progress: Progress | None = None,
+             seam: bool = True) -> list[dict]:
+    """Stylize every job on the cluster at `cluster`; returns one summary per job."""
+    progress = progress or Progress("none")
+    distributed = _import_distributed()
+    client, local = connect(cluster)  # first: an unreachable scheduler is said within seconds
+    events = threading.Lock()
+    held = contextlib.ExitStack()
+    try:
+        plans = [_Plan(job) for job in jobs]  # bad input stops here, before any task runs
+        # One run per output folder, as for a local run; the workers write under this lock.
+        locks = [lock.OutputLock(plan.run.out_dir, progress.warning) for plan in plans]
+        for held_lock in locks:
+            held.enter_context(held_lock)
+        workers = check_workers(client, jobs)
+        gpu = any("GPU" in w["resources"] for w in workers.values())
+        resources = {"GPU": 1} if gpu else None
+        progress.cluster(cluster, client.dashboard_link, len(workers),
+                         pids=sorted(w["pid"] for w in workers.values()), gpu=gpu)
+        total = sum(len(p.numbers) for p in plans)
+        todo = sum(len(p.numbers) - len(p.done) for p in plans)
+        progress.start(total, todo, jobs[0].out if len(jobs) == 1 else f"{len(jobs)} jobs")
+        reported: set[tuple[int, int]] = set()
+        for k, plan in enumerate(plans):
+            for n in sorted(plan.done):
+                reported.add((k, n))
+                progress.frame_skipped(n, "resumed")
+
+        def on_event(event: tuple[float, dict]) -> None:
+            msg = event[1]
+            with events:
+                if msg["kind"] == "warning":
+                    progress.warning(msg["message"])
+                elif (msg["job"], msg["frame"]) not in reported:
+                    reported.add((msg["job"], msg["frame"]))
+                    extra = {"job": msg["job"]} if len(jobs) > 1 else {}
+                    progress.frame_done(msg["frame"], msg["seconds"],
+                                        _output(plans[msg["job"]], msg["frame"]), **extra)
+
+        topic = f"flowstyle-{uuid.uuid4().hex[:12]}"
+        client.subscribe_topic(topic, on_event)
+        futures = []
+        for k, plan in enumerate(plans):
+            token = locks[k].token
+            chunk_futures: dict[int, Any] = {}
+            for i, chunk in enumerate(plan.chunks):
+                if not plan.needs_chunk(i):
+                    continue
+                key = f"flowstyle-chunk-{plan.fingerprint}-{k}-{i}-{topic}"
+                if plan.network:
+                    chunk_futures[i] = client.submit(
+                        run_network_chunk, plan.job, k, chunk, topic, token, key=key,
+                        resources=resources, retries=defaults.FARM_RETRIES, pure=False)
+                else:
+                    chunk_futures[i] = client.submit(
+                        run_chunk, plan.job, k, plan.chunks, i, plan.fingerprint, topic, token,
+                        key=key, resources=resources, retries=defaults.FARM_RETRIES, pure=False)
+            for i in range(len(plan.chunks) - 1):
+                if plan.overlap and plan.needs_blend(i):
+                    futures.append(client.submit(
+                        run_blend, plan.job, k, plan.chunks, i, plan.fingerprint, topic, token,
+                        chunk_futures.get(i), chunk_futures.get(i + 1),
+                        key=f"flowstyle-blend-{plan.fingerprint}-{k}-{i}-{topic}",
+                        retries=defaults.FARM_RETRIES, pure=False))
+            futures.extend(chunk_futures.values())
+        results = []
+        try:
+            for future in distributed.as_completed(futures, loop=client.loop):
+                results.append(future.result())  # re-raises a task's FlowstyleError here
+        except FlowstyleError:
+            client.cancel(futures)
+            raise
+        except distributed.client.FutureCancelledError as exc:
+            raise FlowstyleError(f"lost the Dask scheduler at {cluster} ({exc}); finished frames "
+                                 "are kept: run the same command again to resume.") from None
+        except OSError as exc:
+            raise FlowstyleError(f"lost the Dask scheduler at {cluster} ({exc}); finished frames "
+                                 "are kept: run the same command again to resume.") from None
+        # Events travel separately from results: give the last ones a moment, then report
+        # any frame whose event was lost (the frame itself is on disk: checked below).
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and len(reported) < total:
+            time.sleep(0.05)
+        summaries = []
+        for k, plan in enumerate(plans):
+            missing = [n for n in plan.numbers if not plan.run.finished(n)]
+            if missing:
+                raise FlowstyleError(f"{plan.job.out}: frames {missing[:5]} were not written; "
+                                     "run the same command again to finish them.")
+            with events:
+                for n in plan.numbers:
+                    if (k, n) not in reported:
+                        reported.add((k, n))
+                        progress.frame_done(n, 0.0, _output(plan, n))
+            chunk_results = [r for r in results if r["job"] == k and "chunk" in r]
+            summary = {"out": os.path.abspath(plan.job.out), "frames": len(plan.numbers),
+                       "chunks": len(plan.chunks), "chunk_frames": plan.size,
+                       "chunk_overlap": plan.overlap,
+                       "chunk_seconds": [round(r["seconds"], 2) for r in chunk_results],
+                       "setup_seconds": [round(r["setup_seconds"], 2) for r in chunk_results]}
+            if seam and plan.overlap and len(plan.chunks) > 1 and len(plan.numbers) > 1:
+                score = seam_score(plan.job, plan.chunks, plan.overlap)
+                summary["seam"] = score
+                if score["ratio"] is not None:
+                    progress.summary("seam", f"seam score {plan.job.out}: warping error across "
+                                     f"chunk boundaries / inside chunks = {score['ratio']:.2f} "
+                                     f"({score['across']:.5f} / {score['inside']:.5f}; "
+                                     "target <= 1.5)", **score)
+            if not plan.network:
+                shutil.rmtree(scratch_root(plan.job.out, plan.fingerprint), ignore_errors=True)
+            summaries.append(summary)
+        progress.finished(jobs[0].out if len(jobs) == 1 else f"{len(jobs)} jobs")
+        return summaries
+    finally:
+        held.close()
+        client.close()
+        if local is not None:
+            local.close()
+
+
+def _output(plan: _Plan, number: int) -> str:
+    from .run import output_path
+    return output_path(plan.run.out_dir, number)
+
+
+def available() -> str | None:
+    """The installed Dask distributed version, or None (for `python -m engine check`)."""
+    try:
+        import distributed
+    except ImportError:
+        return None
+    return str(distributed.__version__)
