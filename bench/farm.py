@@ -95,6 +95,8 @@ def main() -> None:
     p.add_argument("--iterations", type=int, default=15)
     p.add_argument("--chunk-frames", type=int, default=Settings.chunk_frames)
     p.add_argument("--chunk-overlap", type=int, default=Settings.chunk_overlap)
+    p.add_argument("--seams", default=None, metavar="N:K,N:K",
+                   help="chunk sizes and overlaps for the seam table (default: the chunk options)")
     p.add_argument("--shots", help="folder to keep the rendered shots in (default: a temp dir)")
     p.add_argument("--skip-speed", action="store_true", help="only the seams and overhead")
     args = p.parse_args()
@@ -128,7 +130,9 @@ def main() -> None:
 
     print("\n| shot | N | K | across | inside | seam ratio (target <= 1.5) |\n|---|---|---|---|---|---|")
     for name, shot in (("demo", demo), ("moving camera", moving)):
-        for size, overlap in ((args.chunk_frames, args.chunk_overlap),):
+        configs = ([tuple(int(v) for v in c.split(":")) for c in args.seams.split(",")]
+                   if args.seams else [(args.chunk_frames, args.chunk_overlap)])
+        for size, overlap in configs:
             s = dataclasses.replace(settings, chunk_frames=size, chunk_overlap=overlap)
             summary = farm_run(shot, os.path.join(work, f"seam-{name}-{size}-{overlap}"), s, "local:2")
             seam = summary["seam"]
