@@ -87,6 +87,10 @@ class JobSpec:
     engine_root: str | None = None  # folder containing the `engine` package; None: auto
     method: str = "optimize"  # one of METHODS
     train_steps: int | None = None  # network training steps; None: the engine's default
+    # Farm: a Dask scheduler address (tcp://host:8786, or local:N for N processes here) the
+    # engine submits to; empty: the engine runs here. Not in job.json (a machine's choice).
+    cluster: str = ""
+    chunk_frames: int | None = None  # farm: frames per chunk task; None: the engine's default
 
     @property
     def model_path(self) -> str:
@@ -141,6 +145,7 @@ class JobSpec:
             "first_iterations": self.first_iterations,
             "height": self.height,
             "allow_download": self.allow_download,
+            **({"chunk_frames": self.chunk_frames} if self.chunk_frames else {}),
             # Only for the network methods: an optimize job stays what older engines read.
             **({"method": self.method, "model": self.model_path, "train_steps": self.train_steps}
                if self.method != "optimize" else {}),

@@ -16,7 +16,7 @@ from typing import Any
 
 import bpy
 
-from . import compositor, passes, pipeline, settings
+from . import compositor, passes, pipeline, preferences, settings
 from .pipeline import Phase, StylizeError, StylizeRun
 from .typing_bl import OperatorResult, ReportLevel, context_scene, window_manager
 
@@ -63,6 +63,7 @@ Esc cancels; finished frames are kept and a new run resumes"""
         scene = context_scene(context)
         spec = settings.spec_from_scene(scene)
         spec.rerender = spec.rerender or bool(self.rerender)
+        spec.cluster = self.cluster()
         run = StylizeRun(scene, active_view_layer(context, scene), spec)
         try:
             run.start()
@@ -71,6 +72,10 @@ Esc cancels; finished frames are kept and a new run resumes"""
             self.report({"ERROR"}, f"Flowstyle: {exc}")
             return None
         return run
+
+    def cluster(self) -> str:
+        """Where the engine runs: here (empty) for Stylize."""
+        return ""
 
     def execute(self, context: bpy.types.Context) -> OperatorResult:
         """Synchronous run (background mode and scripts): blocks until done."""
@@ -142,6 +147,28 @@ Esc cancels; finished frames are kept and a new run resumes"""
         level: ReportLevel = "WARNING" if run.phase is Phase.CANCELLED else "ERROR"
         self.report({level}, f"Flowstyle: {run.message}")
         return {"CANCELLED"}
+
+
+class FLOWSTYLE_OT_send_to_farm(FLOWSTYLE_OT_stylize):
+    """Render the frames here if needed, then stylize them on the Dask scheduler set in the
+add-on preferences (Farm); progress shows here as for Stylize, the result is wired the same"""
+
+    bl_idname = "flowstyle.send_to_farm"
+    bl_label = "Send to Farm"
+
+    rerender: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Replace Renders", default=False, options={"SKIP_SAVE"},
+        description="Render again, deleting the renders already in the output folder")
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if not preferences.engine_prefs().cluster:
+            cls.poll_message_set("Set the Farm scheduler in the add-on preferences first")
+            return False
+        return super().poll(context)
+
+    def cluster(self) -> str:
+        return preferences.engine_prefs().cluster
 
 
 class FLOWSTYLE_OT_cancel(bpy.types.Operator):
@@ -269,7 +296,8 @@ class FLOWSTYLE_OT_style_remove(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (FLOWSTYLE_OT_stylize, FLOWSTYLE_OT_cancel, FLOWSTYLE_OT_setup_passes,
+CLASSES = (FLOWSTYLE_OT_stylize, FLOWSTYLE_OT_send_to_farm, FLOWSTYLE_OT_cancel,
+           FLOWSTYLE_OT_setup_passes,
            FLOWSTYLE_OT_restore_passes, FLOWSTYLE_OT_wire_compositor, FLOWSTYLE_OT_style_add,
            FLOWSTYLE_OT_style_remove)
 

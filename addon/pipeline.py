@@ -265,7 +265,7 @@ class StylizeRun:
         spec = self.spec
         job.write_job(spec)
         self._commands = [["stylize", "--job", spec.job_path, "--progress", "jsonl",
-                           "--watch-parent"]]
+                           "--watch-parent", *(["--cluster", spec.cluster] if spec.cluster else [])]]
         if spec.method != "optimize":
             # Training first, in the background like stylizing. The engine skips it when
             # the model beside the output was trained for these styles, settings and frames.

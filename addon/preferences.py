@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 import bpy
-from bpy.props import EnumProperty, StringProperty
+from bpy.props import EnumProperty, IntProperty, StringProperty
 
 from . import engine_client
 from .engine_client import CheckProcess, CheckResult
@@ -48,6 +48,8 @@ class EnginePrefs:
     python: str
     device: str = "auto"
     weights: str = "caffe"
+    cluster: str = ""  # Dask scheduler for Send to Farm; empty: no farm
+    chunk_frames: int = 24  # frames per chunk task on the farm (the engine's default)
 
 
 class FlowstylePreferences(bpy.types.AddonPreferences):
@@ -61,6 +63,15 @@ class FlowstylePreferences(bpy.types.AddonPreferences):
     weights: EnumProperty(name="Weights", items=WEIGHTS_ITEMS, default="caffe",
                           description="VGG19 weights the style loss is measured with")
     weights_path: StringProperty(name="Weights File", subtype="FILE_PATH", default="")
+    farm_scheduler: StringProperty(
+        name="Scheduler", default="",
+        description="Dask scheduler address for Send to Farm (tcp://host:8786), or local:N "
+                    "for N engine processes on this machine. Every worker must see the output "
+                    "folder under the same path")
+    farm_chunk_frames: IntProperty(
+        name="Chunk Size", default=24, min=2, soft_max=200,
+        description="Frames per farm task; each chunk after the first starts a few frames "
+                    "early and the shared frames are blended")
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
@@ -74,6 +85,10 @@ class FlowstylePreferences(bpy.types.AddonPreferences):
         elif self.weights == "torchvision" and not bpy.app.online_access:
             layout.label(text="Online access is off: torchvision weights cannot be downloaded",
                          icon="ERROR")
+        farm = layout.box()
+        farm.label(text="Farm (Dask)", icon="NETWORK_DRIVE")
+        farm.prop(self, "farm_scheduler")
+        farm.prop(self, "farm_chunk_frames")
         if "check" in RUNNING_CHECK:
             layout.label(text="Checking the engine (up to "
                               f"{engine_client.CHECK_TIMEOUT:g} s)...", icon="SORTTIME")
@@ -109,7 +124,8 @@ def engine_prefs() -> EnginePrefs:
     if weights == "file":
         weights = bpy.path.abspath(prefs.weights_path)
     return EnginePrefs(python=bpy.path.abspath(prefs.python_path) or engine_client.guess_python(),
-                       device=prefs.device, weights=weights)
+                       device=prefs.device, weights=weights, cluster=prefs.farm_scheduler.strip(),
+                       chunk_frames=prefs.farm_chunk_frames)
 
 
 def start_check(timeout: float | None = None) -> CheckProcess | str:

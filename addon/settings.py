@@ -221,4 +221,5 @@ def spec_from_scene(scene: bpy.types.Scene) -> JobSpec:
         mix=settings.mix,
         rerender=settings.rerender,
         allow_download=bool(bpy.app.online_access),
+        chunk_frames=prefs.chunk_frames,
     )

@@ -97,7 +97,9 @@ def _draw_run(layout: bpy.types.UILayout, scene: bpy.types.Scene) -> None:
         row.progress(factor=run.fraction(), type="BAR", text=run.status_text())
         row.operator("flowstyle.cancel", text="", icon="CANCEL")
         return
-    layout.operator("flowstyle.stylize", icon="BRUSH_DATA")
+    row = layout.row(align=True)
+    row.operator("flowstyle.stylize", icon="BRUSH_DATA")
+    row.operator("flowstyle.send_to_farm", icon="NETWORK_DRIVE")
     last = pipeline.LAST_RESULT.get(scene.name)
     if last is not None:
         level, message, log_path = last

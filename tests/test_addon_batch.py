@@ -330,3 +330,13 @@ def test_a_dead_runs_lock_does_not_block(tmp_path: pathlib.Path, engine_root: st
     gone.wait()  # its pid now belongs to no process
     _hold_lock(tmp_path / "out", gone.pid, "python -m engine stylize (crashed)")
     assert batch.main(_args(tmp_path, engine_root)) == 0  # the engine takes the lock over
+
+
+def test_cluster_sends_the_stylize_step_to_the_farm(tmp_path: pathlib.Path, engine_root: str) -> None:
+    new_scene()
+    assert batch.main(_args(tmp_path, engine_root, "--cluster", "tcp://farm:8786",
+                            "--chunk-frames", "8")) == 0
+    (call,) = fake_calls(engine_root)
+    assert call["argv"][-2:] == ["--cluster", "tcp://farm:8786"]
+    assert call["job"]["chunk_frames"] == 8
+    assert (tmp_path / "out" / "flowstyle_0003.exr").is_file()  # wired back as for a local run
