@@ -87,6 +87,19 @@ def _add_stylize(sub: Any) -> None:
     p.add_argument("--chunk-overlap", type=int,
                    help="farm: frames each chunk shares with the previous one, blended "
                         "(default %d)" % Settings.chunk_overlap)
+    c = p.add_argument_group("colour", "the scene's colour management (README: Colour); names "
+                             "are those of the OCIO config")
+    c.add_argument("--ocio-config", metavar="PATH",
+                   help="OpenColorIO config (default: $OCIO, else the installed bpy's, else the "
+                        "sRGB curve)")
+    c.add_argument("--working-space", help="colour space of the input EXRs (default Linear Rec.709)")
+    c.add_argument("--display", help="display device (default sRGB)")
+    c.add_argument("--view", help="view transform, e.g. Standard (default), AgX, Filmic")
+    c.add_argument("--look", help="look, e.g. 'AgX - Punchy' (default None)")
+    c.add_argument("--exposure", type=float, help="exposure in stops before the view (default 0)")
+    c.add_argument("--gamma", type=float, help="display gamma after the view (default 1)")
+    c.add_argument("--preserve-colour", action="store_true", default=None,
+                   help="keep the render's colours, take only the style's luminance pattern")
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -164,7 +177,8 @@ def settings_from(args: argparse.Namespace) -> tuple[Settings, str, str, bool]:
     fields = {"preset", "style_strength", "temporal_strength", "flow", "use_depth", "device",
               "precision", "weights", "optimizer", "iterations", "first_iterations",
               "height", "content_weight", "style_weight", "tv_weight", "temporal_weight",
-              "style_scale", "long_term", "chunk_frames", "chunk_overlap"}
+              "style_scale", "long_term", "chunk_frames", "chunk_overlap", "working_space",
+              "display", "view", "look", "exposure", "gamma", "ocio_config", "preserve_colour"}
     fields |= set(NETWORK_OPTIONS)
     for key, value in job.items():
         if key in fields and value is not None:

@@ -68,7 +68,9 @@ class Settings:
     # 0-255, so content (feature MSE) is ~1e5 and style (Gram MSE) ~1e4 at convergence.
     content_weight: float = 1.0
     style_weight: float = 5.0
-    style_strength: float = 1.0  # multiplies style_weight (the panel's "style strength")
+    # Multiplies style_weight (the panel's "style strength"). 0 means the render itself:
+    # no optimization at all (TV and range terms would otherwise still smooth it).
+    style_strength: float = 1.0
     tv_weight: float = 1.0e6  # per mean squared neighbour difference, display units [0, 1]
     temporal_weight: float = 3.0e7  # per mean masked squared difference, display units
     # Per mean squared distance outside [0, 1], display units. The result is clamped to
@@ -115,6 +117,19 @@ class Settings:
     # starting `chunk_overlap` frames early; the overlap frames are blended (engine/farm.py).
     chunk_frames: int = 24  # frames per chunk (one task)
     chunk_overlap: int = 4  # frames shared with the previous chunk; 0 < overlap < chunk_frames
+    # Colour management (engine/colour.py, README "Colour"): VGG sees the input through the
+    # scene's view chain; the output stays in the input's working space. Names are those of
+    # the OCIO config (Blender's own by default); EXR input only (PNG/video are sRGB display).
+    working_space: str = "Linear Rec.709"  # OCIO colour space of the input EXRs' pixels
+    display: str = "sRGB"  # OCIO display device
+    view: str = "Standard"  # OCIO view transform on that display (a new Blender scene: "AgX")
+    look: str = "None"  # OCIO look ("None": none), e.g. "AgX - Punchy"
+    exposure: float = 0.0  # stops: the working-space colour is scaled by 2**exposure first
+    gamma: float = 1.0  # display-space power 1/gamma after the view (Blender's Gamma); > 0
+    ocio_config: str = ""  # config.ocio path; "" = $OCIO, else an installed bpy's, else sRGB curve
+    # Keep the render's colours and take only the style's luminance pattern (Gatys et al.
+    # 2016 luminance-only transfer, in YIQ of the display image; colour.keep_chroma).
+    preserve_colour: bool = False
 
     def resolved(self) -> "Settings":
         """A copy with preset values filled in and style weights normalised."""

@@ -109,12 +109,13 @@ def read_passes(path: str, layout: ExrLayout) -> dict[str, np.ndarray]:
     return out
 
 
-def write_rgba(path: str, rgba: np.ndarray, attributes: dict[str, str]) -> None:
+def write_rgba(path: str, rgba: np.ndarray, attributes: dict[str, object]) -> None:
     """Write an (H, W, 4) float32 linear premultiplied image as a single-part RGBA EXR.
 
     Atomic: the file is written next to its destination and renamed into place, so a
-    reader (or a resumed run) never sees half a frame. `attributes` become string header
-    attributes (the run's settings live there).
+    reader (or a resumed run) never sees half a frame. `attributes` become header
+    attributes (the run's settings live there; colour.header_attributes overrides the
+    default colorInteropID with the input's true working space).
     """
     rgba = np.ascontiguousarray(rgba, dtype=np.float32)
     channels = {c: np.ascontiguousarray(rgba[..., i]) for i, c in enumerate("RGBA")}

@@ -23,10 +23,11 @@ from . import colour, defaults, digests, exr, flow as flowlib, lock
 from .defaults import Settings
 from .errors import FlowstyleError
 from .estimated_flow import estimate_flow
-from .frames import Sequence, open_sequence
+from .frames import ExrSequence, Sequence, open_sequence
 from .progress import Progress
-from .stylize import (BASE_BYTES, CUDA_MARGIN, Stylizer, TemporalTerm, autocast_dtype,
-                      available_bytes, bytes_per_pixel, estimate_peak_bytes, resize, resolve_device)
+from .stylize import (BASE_BYTES, CUDA_MARGIN, FrameStats, Stylizer, TemporalTerm,
+                      autocast_dtype, available_bytes, bytes_per_pixel, estimate_peak_bytes,
+                      resize, resolve_device)
 from .vgg import VGGFeatures, weights_file as vgg_weights_file
 
 OUTPUT_PATTERN = "flowstyle_{:04d}.exr"
@@ -146,6 +147,7 @@ class SequenceRun:
         if s.flow not in ("auto", "vectors", "estimated"):
             raise FlowstyleError(f"unknown flow source {s.flow!r}: use auto, vectors or estimated.")
         self.sequence: Sequence = open_sequence(input_path, s.frames)
+        self.view = self.colour_view()
         self.use_vectors = s.flow != "estimated" and self.sequence.has_vectors
         if s.flow == "vectors" and not self.sequence.has_vectors:
             raise FlowstyleError(f"{self.sequence.source(self.sequence.numbers[0])}: no Vector pass, "
@@ -171,10 +173,23 @@ class SequenceRun:
         self.results: dict[int, torch.Tensor] = {}  # frame -> stylized, working size
 
     # -- reading -----------------------------------------------------------------------
+    def colour_view(self) -> colour.View:
+        """The view chain VGG sees the frames through (colour.py). EXRs are scene-linear
+        in the scene's working space; PNG/JPG/video frames are sRGB display pictures
+        already, so for them the sRGB curve gives back exactly what is in the file."""
+        s = self.settings
+        if not isinstance(self.sequence, ExrSequence):
+            return colour.srgb_view()
+        try:
+            return colour.make_view(s.working_space, s.display, s.view, s.look, s.exposure,
+                                    s.gamma, s.ocio_config, self.progress.warning)
+        except ValueError as exc:
+            raise FlowstyleError(f"colour management: {exc}.") from exc
+
     def inputs(self, number: int) -> _Inputs:
         if number not in self._inputs:
             frame = self.sequence.read(number)
-            display, alpha, excess = colour.to_display(frame.rgba)
+            display, alpha, excess = colour.to_display(frame.rgba, self.view)
             depth = None
             if frame.depth is not None and self.settings.use_depth and self.use_vectors:
                 depth = torch.from_numpy(frame.depth)[None, None].to(self.device)
@@ -274,7 +289,7 @@ class SequenceRun:
                               "continuing from the written frame (the next frames may differ "
                               "slightly from an uninterrupted run).")
         rgba = exr.read_rgba(output_path(self.out_dir, number))
-        display = torch.from_numpy(colour.to_display(rgba)[0]).permute(2, 0, 1)[None]
+        display = torch.from_numpy(colour.to_display(rgba, self.view)[0]).permute(2, 0, 1)[None]
         return resize(display.to(self.device), self.size)
 
     def save_state(self, number: int, image: torch.Tensor) -> None:
@@ -296,21 +311,30 @@ class SequenceRun:
     # -- the loop ------------------------------------------------------------------------
     def write(self, number: int, image: torch.Tensor) -> str:
         cur = self.inputs(number)
-        full = resize(image, tuple(cur.display.shape[-2:])).clamp(0, 1)
+        # The stylization is a change measured at the working size, upsampled and added to
+        # the full-size frame: an unchanged pixel is the render itself at any working size.
+        content = resize(cur.display, self.size)
+        full = (cur.display + resize(image - content, tuple(cur.display.shape[-2:]))).clamp(0, 1)
         display = full[0].permute(1, 2, 0).cpu().numpy()
-        rgba = colour.to_linear(display, cur.alpha, cur.excess)
+        render = cur.display[0].permute(1, 2, 0).cpu().numpy()
+        if self.settings.preserve_colour:
+            display = colour.keep_chroma(display, render)
+        rgba = colour.to_linear(display, cur.alpha, cur.excess, self.view, render)
         settings = asdict(self.settings)
         settings["input"] = self.sequence.source(number)
         path = output_path(self.out_dir, number)
         exr.write_rgba(path, rgba, {ATTR_FINGERPRINT: self.fingerprint,
                                     ATTR_INPUT: self.sequence.identity(number),
-                                    ATTR_SETTINGS: json.dumps(settings, default=list)})
+                                    ATTR_SETTINGS: json.dumps(settings, default=list),
+                                    **colour.header_attributes(self.view)})
         return path
 
     def stylize_frame(self, number: int):
         s = self.settings
         cur = self.inputs(number)
         content = resize(cur.display, self.size)
+        if s.style_strength == 0:
+            return content, FrameStats()  # no style: the render itself (defaults.py)
         independent = s.temporal_strength == 0
         terms, backward_1 = ([], None) if independent else self.temporal_terms(number)
         if terms:
