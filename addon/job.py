@@ -91,6 +91,17 @@ class JobSpec:
     # engine submits to; empty: the engine runs here. Not in job.json (a machine's choice).
     cluster: str = ""
     chunk_frames: int | None = None  # farm: frames per chunk task; None: the engine's default
+    # The scene's colour management (the engine shows VGG what the artist sees and keeps
+    # the output in the working space): OCIO names, exposure in stops, display gamma, and
+    # the running Blender's config.ocio ("" lets the engine find one).
+    working_space: str = "Linear Rec.709"
+    display: str = "sRGB"
+    view: str = "Standard"
+    look: str = "None"
+    exposure: float = 0.0
+    gamma: float = 1.0
+    ocio_config: str = ""
+    preserve_colour: bool = False  # keep the render's colours, paint only luminance
 
     @property
     def model_path(self) -> str:
@@ -146,6 +157,14 @@ class JobSpec:
             "height": self.height,
             "allow_download": self.allow_download,
             **({"chunk_frames": self.chunk_frames} if self.chunk_frames else {}),
+            "working_space": self.working_space,
+            "display": self.display,
+            "view": self.view,
+            "look": self.look,
+            "exposure": self.exposure,
+            "gamma": self.gamma,
+            "ocio_config": self.ocio_config,
+            "preserve_colour": self.preserve_colour,
             # Only for the network methods: an optimize job stays what older engines read.
             **({"method": self.method, "model": self.model_path, "train_steps": self.train_steps}
                if self.method != "optimize" else {}),

@@ -104,6 +104,10 @@ class FlowstyleSettings(bpy.types.PropertyGroup):
                                               "starts from scratch (0 = from the preset)")
     height: IntProperty(name="Working Height", default=0, min=0, subtype="PIXEL",
                         description="Working height in pixels (0 = from the preset)")
+    preserve_colour: BoolProperty(
+        name="Preserve Colours", default=False,
+        description="Keep the render's colours and take only the painting's brushwork and "
+                    "light and dark pattern (luminance-only transfer)")
     rerender: BoolProperty(
         name="Always Re-render", default=False,
         description="Render the frames again, replacing the renders in the output folder, "
@@ -195,12 +199,46 @@ def frame_range(scene: bpy.types.Scene) -> tuple[int, int]:
     return settings.frame_start, settings.frame_end
 
 
+def blender_ocio_config() -> str:
+    """The running Blender's own OCIO config ("" when not found: the engine looks itself).
+
+    $OCIO wins, as it does for Blender itself; otherwise it ships in
+    <version>/datafiles/colormanagement/ of the installation (and of the bpy wheel).
+    """
+    if os.environ.get("OCIO"):
+        return os.environ["OCIO"]
+    path = os.path.join(bpy.utils.resource_path("LOCAL"), "datafiles", "colormanagement",
+                        "config.ocio")
+    return path if os.path.isfile(path) else ""
+
+
+def scene_colour(scene: bpy.types.Scene) -> dict[str, Any]:
+    """The scene's colour management as JobSpec fields: what the artist sees the render as.
+
+    Blender 5.0 has a per-file working space (bpy.data.colorspace); 4.x renders in the
+    config's scene_linear role, Linear Rec.709 in Blender's config.
+    """
+    colour: dict[str, Any] = {"ocio_config": blender_ocio_config()}
+    blend_colour = getattr(bpy.data, "colorspace", None)  # 5.0+
+    working = getattr(blend_colour, "working_space", "") if blend_colour is not None else ""
+    colour["working_space"] = working or "Linear Rec.709"
+    if scene.display_settings is not None:
+        colour["display"] = scene.display_settings.display_device
+    view = scene.view_settings
+    if view is not None:
+        colour.update(view=view.view_transform, look=view.look or "None",
+                      exposure=float(view.exposure), gamma=float(view.gamma))
+    return colour
+
+
 def spec_from_scene(scene: bpy.types.Scene) -> JobSpec:
     """A JobSpec from the scene's settings and the add-on preferences."""
     settings = settings_of(scene)
     prefs = engine_prefs()
     start, end = frame_range(scene)
     return JobSpec(
+        **scene_colour(scene),
+        preserve_colour=settings.preserve_colour,
         styles=[StyleRef(bpy.path.abspath(s.path) if s.path else "", s.weight)
                 for s in settings.styles],
         out_dir=resolve_output_dir(settings.output_dir, scene.name),

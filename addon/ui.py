@@ -48,6 +48,7 @@ def draw_flowstyle(layout: bpy.types.UILayout, context: bpy.types.Context) -> No
     col.prop(props, "style_strength")
     col.prop(props, "temporal_strength")
     col.prop(props, "method")
+    col.prop(props, "preserve_colour")
     col.prop(props, "preset")
     col.prop(props, "use_scene_range")
     if not props.use_scene_range:

@@ -37,7 +37,10 @@ def test_job_json_follows_the_engine_contract(tmp_path: pathlib.Path) -> None:
         "styles": [{"path": "/s.jpg", "weight": 0.5}], "preset": "preview",
         "style_strength": 1.0, "temporal_strength": 1.0, "flow": "auto", "use_depth": True,
         "frames": [2, 4], "device": "auto", "weights": "caffe", "iterations": 7,
-        "first_iterations": None, "height": None, "allow_download": False}
+        "first_iterations": None, "height": None, "allow_download": False,
+        "working_space": "Linear Rec.709", "display": "sRGB", "view": "Standard",
+        "look": "None", "exposure": 0.0, "gamma": 1.0, "ocio_config": "",
+        "preserve_colour": False}
     assert spec.render_path(3).endswith("render/render_0003.exr")
     assert spec.output_path(12345).endswith("flowstyle_12345.exr")
 

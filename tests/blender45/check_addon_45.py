@@ -90,3 +90,14 @@ def test_pass_setup_and_restore_on_4x() -> None:
     passes.restore_changes(changes)
     assert not layer.use_pass_vector and scene.render.use_motion_blur
     assert scene.render.image_settings.file_format == "PNG"
+
+
+def test_scene_colour_on_4x_has_no_working_space_so_sends_rec709() -> None:
+    from addon import settings
+    assert not hasattr(bpy.data, "colorspace")  # 5.0's per-file working space
+    scene = _scene("Colour45")
+    scene.view_settings.view_transform = "Filmic"
+    colour = settings.scene_colour(scene)
+    assert colour["working_space"] == "Linear Rec.709"
+    assert colour["view"] == "Filmic" and colour["display"] == "sRGB"
+    assert os.path.isfile(colour["ocio_config"])  # 4.5's own config, in the bpy 4.5 wheel
