@@ -9,9 +9,12 @@ Linear Rec.709 (the documented default; the engine says so once).
 
 **The way back.** A view squeezes highlights into a narrow display range (AgX: linear 4.0
 -> 0.914, 16 -> ~1.0), so a plain inverse of a stylized display image would blow highlights
-up and move saturated colours the view had compressed. Measured on Blender 5.0's config:
-AgX's inverse of its own forward misses by up to 79% on dim or very saturated colours, and
-display 0.99 -> 14.5 but 1.0 -> 16.5 (a 1% paint stroke is a 2-stop jump). So the
+up and move saturated colours the view had compressed. Measured on Blender 5.0's config
+(bench/colour_roundtrip.py): AgX's inverse gives near-neutral colours back within 0.3%
+(4.0 -> 0.914 -> 4.011), but on saturated colours with no channel above 1 it misses the
+small channels by up to 8x their value (15-19x for Rec.2020/ACEScg colours outside the
+display's gamut, which the display clips); its inverse maps display 0.99 to 14.5 and 1.0 to
+16.5 (a 1% paint stroke is a 2-stop jump). So the
 stylization comes back as a *change*: with `inverse` the view's inverse,
 
     out_linear = in_linear + inverse(display_stylized) - inverse(clip(display_in, 0, 1))
