@@ -239,6 +239,10 @@ def make_view(working_space: str = "Linear Rec.709", display: str = "sRGB", view
     ValueError with the fix: silently using another colour pipeline would give the wrong
     picture.
     """
+    if not (np.isfinite(exposure) and -32 <= exposure <= 32):
+        raise ValueError(f"exposure {exposure} is not a number of stops between -32 and 32")
+    if not (np.isfinite(gamma) and gamma > 0):
+        raise ValueError(f"gamma {gamma} must be a positive number (1 = no change)")
     path, why = find_config(ocio_config)
     if path is not None:
         try:

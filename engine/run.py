@@ -148,6 +148,8 @@ class SequenceRun:
             raise FlowstyleError(f"unknown flow source {s.flow!r}: use auto, vectors or estimated.")
         self.sequence: Sequence = open_sequence(input_path, s.frames)
         self.view = self.colour_view()
+        if self.view.source != colour.SRGB_CURVE:
+            s.ocio_config = self.view.source  # the config used counts, however it was found
         self.use_vectors = s.flow != "estimated" and self.sequence.has_vectors
         if s.flow == "vectors" and not self.sequence.has_vectors:
             raise FlowstyleError(f"{self.sequence.source(self.sequence.numbers[0])}: no Vector pass, "
@@ -179,7 +181,12 @@ class SequenceRun:
         already, so for them the sRGB curve gives back exactly what is in the file."""
         s = self.settings
         if not isinstance(self.sequence, ExrSequence):
-            return colour.srgb_view()
+            if (s.working_space, s.display, s.view, s.look) != ("Linear Rec.709", "sRGB",
+                                                                 "Standard", "None"):
+                self.progress.warning(f"{self.sequence.description}: images and video are "
+                                      "display pictures already; the colour settings for "
+                                      "scene-linear EXRs (working space, view, look) are not used.")
+            return colour.srgb_view(s.exposure, s.gamma)
         try:
             return colour.make_view(s.working_space, s.display, s.view, s.look, s.exposure,
                                     s.gamma, s.ocio_config, self.progress.warning)

@@ -137,6 +137,17 @@ def test_without_a_config_the_srgb_curve_is_used_and_said_once(monkeypatch):
         colour.make_view(ocio_config="/nowhere.ocio", warn=said.append)
 
 
+def test_bad_gamma_or_exposure_is_refused_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="gamma 0"):
+        colour.make_view(gamma=0.0, ocio_config=blender_config())
+    src = write_sequence(tmp_path / "in", [hdr_plate()])
+    result = run_engine("stylize", str(src), "--out", str(tmp_path / "out"), "--view", "AGX",
+                        "--ocio-config", blender_config(), "--progress", "none", check=False)
+    assert result.returncode == 2
+    assert "view 'AGX'" in result.stderr and "AgX" in result.stderr
+    assert not list((tmp_path / "out").glob("flowstyle_*.exr"))
+
+
 def test_ocio_env_and_explicit_config_are_found_in_order(monkeypatch, tmp_path):
     monkeypatch.setenv("OCIO", blender_config())
     assert colour.find_config("")[0] == blender_config()
@@ -186,14 +197,14 @@ def invariant_error(tmp: Path, view: str, space: str, *extra: str) -> tuple[floa
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("view,space,interop", [
-    ("Standard", "Linear Rec.709", "lin_rec709_scene"),
-    ("Filmic", "Linear Rec.709", "lin_rec709_scene"),
-    ("AgX", "Linear Rec.709", "lin_rec709_scene"),
-    ("AgX", "Linear Rec.2020", "lin_rec2020_scene"),
+@pytest.mark.parametrize("view,space,interop,height", [
+    ("Standard", "Linear Rec.709", "lin_rec709_scene", "24"),
+    ("Filmic", "Linear Rec.709", "lin_rec709_scene", "12"),  # working size below the frame's
+    ("AgX", "Linear Rec.709", "lin_rec709_scene", "24"),
+    ("AgX", "Linear Rec.2020", "lin_rec2020_scene", "24"),
 ])
-def test_style_zero_gives_back_the_render_in_scene_linear(tmp_path, view, space, interop):
-    worst, alpha_equal, header = invariant_error(tmp_path, view, space)
+def test_style_zero_gives_back_the_render_in_scene_linear(tmp_path, view, space, interop, height):
+    worst, alpha_equal, header = invariant_error(tmp_path, view, space, "--height", height)
     assert worst < 1e-5, f"{view} / {space}: max relative error {worst:.3g}"
     assert alpha_equal.all()
     assert header["colorInteropID"] == interop
