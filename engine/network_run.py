@@ -109,6 +109,7 @@ class NetworkRun(SequenceRun):
         self.out_dir = os.path.abspath(out_dir)
         model_path = need_model(s)
         self.sequence = open_sequence(input_path, s.frames)
+        self.view = self.colour_view()  # the scene's colour management (colour.py)
         self.use_vectors = False  # no motion is read: frames are independent
         self.device = resolve_device(s.device)
         self.model = load_model(model_path, self.device)
