@@ -26,6 +26,10 @@ BOUNDARY_ABSOLUTE = 0.002
 # Depth test: a pixel whose depth differs from the warped previous depth by more than this
 # fraction is a different surface (an occluder moved away), so it is not reliable.
 DEPTH_RELATIVE_TOLERANCE = 0.05
+# Warm start of pixels the mask rejects (run.initial_image): the warped previous result
+# grows into them from neighbours that move alike by at most this many px (working size);
+# the rest starts from the current frame in the result's colours.
+FILL_SAME_SURFACE_PX = 3
 
 # The painting used when no style is given: The Starry Night (van Gogh, 1889, public domain).
 DEFAULT_STYLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "styles", "starry_night.jpg")

@@ -147,42 +147,48 @@ def colour_transfer(source: torch.Tensor, target: torch.Tensor, weight: torch.Te
     return mapped.to(source.dtype)
 
 
-def fill_unreliable(image: torch.Tensor, reliable: torch.Tensor, flow: torch.Tensor,
-                    steps: int = 256) -> torch.Tensor:
-    """Fill pixels where `reliable` is 0 from reliable neighbours that move alike.
+def fill_from_content(image: torch.Tensor, reliable: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+    """Replace the unreliable pixels of `image` by `content` in image's colours.
+
+    image: N×3×H×W, e.g. the warped previous stylized frame; reliable: N×1×H×W in [0, 1];
+    content: N×3×H×W, the current frame (display [0, 1]). The content is recoloured by
+    the affine colour map fitted from content to image on the reliable pixels
+    (`colour_transfer`), clipped to [0, 1], and blended in by 1 − reliable: a pixel an
+    object just uncovered gets the background's own shapes and the result's palette,
+    never the occluder's colours that the warp dragged there.
+    """
+    fresh = colour_transfer(content, image, reliable).clamp(0, 1)
+    return reliable * image + (1 - reliable) * fresh
+
+
+def fill_same_surface(image: torch.Tensor, reliable: torch.Tensor, flow: torch.Tensor,
+                      steps: int = defaults.FILL_SAME_SURFACE_PX) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grow reliable pixels into unreliable ones by up to `steps` px, from neighbours that move alike.
 
     image: N×C×H×W (e.g. the warped previous stylized frame); reliable: N×1×H×W in [0, 1];
-    flow: N×2×H×W, the frame's own motion. Why the motion: pixels a moving object has just
-    uncovered belong to the background, and the background moves differently from the
-    object. Plain inpainting drags the object's colours into the hole (a dark ghost
-    trailing it); weighting neighbours by motion similarity grows the background inward.
-    Each step extends the fill by one pixel; pixels with no similar neighbour at all
-    are then filled from any neighbour, and whatever remains (an image with nothing
-    reliable) with the image mean.
+    flow: N×2×H×W, the frame's own motion in px. Why the motion: a neighbour that moves
+    like the pixel is the same surface (the rim of a ball the mask rejected as a motion
+    boundary takes the ball's paint, uncovered background takes the background's), while
+    the occluder next to it moves differently and gives nothing (weight e^-d² for d px of
+    motion difference). Why only a few px: grown further, the fill smears one colour
+    across whole uncovered bands. Returns (image with grown pixels filled, N×1×H×W mask
+    of the pixels now known: reliable > 0.5 or grown, in {0, 1}).
     """
     n, c, h, w = image.shape
     known = (reliable > 0.5).to(image.dtype)
-    if bool(known.all()):
-        return image
     value = image * known
 
     def neighbours(t: torch.Tensor) -> torch.Tensor:
         return F.unfold(t, 3, padding=1).view(n, t.shape[1], 9, h, w)
 
-    for use_motion in (True, False):
-        for _ in range(steps):
-            weight = neighbours(known)
-            if use_motion:
-                difference = (neighbours(flow) - flow[:, :, None]).pow(2).sum(1, keepdim=True)
-                weight = weight * torch.exp(-difference)  # 1 px of motion difference -> e^-1
-            total = weight.sum(2)
-            grow = (known == 0) & (total > 0.05)
-            if not bool(grow.any()):
-                break
-            filled = (neighbours(value) * weight).sum(2) / total.clamp_min(1e-8)
-            value = torch.where(grow, filled, value)
-            known = torch.where(grow, torch.ones_like(known), known)
-            if bool(known.all()):
-                return value
-    mean = image.mean(dim=(2, 3), keepdim=True).expand_as(image)
-    return torch.where(known > 0, value, mean)
+    similar = torch.exp(-(neighbours(flow) - flow[:, :, None]).pow(2).sum(1, keepdim=True))
+    for _ in range(steps):
+        weight = neighbours(known) * similar
+        total = weight.sum(2)
+        grow = (known == 0) & (total > 0.05)
+        if not bool(grow.any()):
+            break
+        filled = (neighbours(value) * weight).sum(2) / total.clamp_min(1e-8)
+        value = torch.where(grow, filled, value)
+        known = torch.where(grow, torch.ones_like(known), known)
+    return torch.where(known > 0, value, image), known

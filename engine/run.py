@@ -262,14 +262,24 @@ class SequenceRun:
 
     def initial_image(self, content: torch.Tensor, terms: list[TemporalTerm],
                       backward_1: torch.Tensor | None) -> torch.Tensor:
-        """Warm start: the warped previous results where reliable, the rest filled from
-        neighbours that move like the pixel (the background an object uncovers)."""
+        """Warm start: the warped previous results where reliable, the current frame elsewhere.
+
+        Pixels no earlier frame saw (what a moving object uncovers, what enters the frame)
+        must not start from the warped previous result: there it holds the occluder's
+        colours, the temporal term is off, and a few iterations do not repaint them (a
+        dark ghost trails the object). The reliable paint first grows a few px into them
+        from neighbours of the same surface (flow.fill_same_surface: the rim of a moving
+        ball keeps the ball's paint); the rest starts from the content recoloured by the
+        global colour map that turns it into the warped result (flow.fill_from_content):
+        the frame's own shapes in the painting's palette, for the optimizer to paint.
+        """
         if not terms:
             return content
         known = sum(t.mask for t in terms)
         image = sum(t.mask * t.warped for t in terms) / known.clamp_min(1e-6)
         motion = backward_1 if backward_1 is not None else torch.zeros_like(content[:, :2])
-        return flowlib.fill_unreliable(image, known, motion)
+        grown, grown_known = flowlib.fill_same_surface(image, known, motion)
+        return flowlib.fill_from_content(grown, torch.maximum(known.clamp(0, 1), grown_known), content)
 
     # -- resume --------------------------------------------------------------------------
     def finished(self, number: int) -> bool:

@@ -66,9 +66,10 @@ def test_mask_is_zero_where_the_cube_uncovers_background(shot):
     assert with_depth.mean() > 0.7
 
 
-def test_fill_replaces_the_ghost_the_warp_drags_into_uncovered_background(shot):
+def test_the_start_replaces_the_ghost_the_warp_drags_into_uncovered_background(shot):
     # The raw warp puts the cube's colours where the cube just left (the "ghost"); the
-    # fill must bring those pixels much closer to the background the next render shows.
+    # start of a frame (a few px of same-surface growth, then the current frame in the
+    # previous result's colours) must be much closer to the background the next render shows.
     raw = filled = 0.0
     for n in range(2, 7):
         prev, cur = _load(shot, n - 1), _load(shot, n)
@@ -78,6 +79,7 @@ def test_fill_replaces_the_ghost_the_warp_drags_into_uncovered_background(shot):
         uncovered = (cur["index"] == 0) & (prev["index"] == 1)
         warped = flow.warp(prev["rgb"], backward)
         raw += float((warped - cur["rgb"]).abs().mean(1, keepdim=True)[uncovered].sum())
-        image = flow.fill_unreliable(warped, mask, backward)
+        grown, known = flow.fill_same_surface(warped, mask, backward)
+        image = flow.fill_from_content(grown, known, cur["rgb"])
         filled += float((image - cur["rgb"]).abs().mean(1, keepdim=True)[uncovered].sum())
-    assert filled < 0.75 * raw, (filled, raw)
+    assert filled < 0.5 * raw, (filled, raw)
