@@ -27,8 +27,9 @@ import tomllib
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 MANIFEST = "blender_manifest.toml"
-# Never packed: caches, tests, the build output itself.
-IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", "tests", ".*")
+# Never packed: caches, tests, the build output itself. Only what users run goes in: the
+# benchmark lives in bench/ and the tests in tests/, beside the packages, not inside them.
+IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", "tests", "test_*", "bench*", ".*")
 
 
 class BuildError(RuntimeError):

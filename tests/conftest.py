@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 STYLE = ROOT / "engine" / "styles" / "starry_night.jpg"
 sys.path.insert(0, str(ROOT))
-# Blender writes per-user files on import; keep them out of ~/.config (BLENDER_NOTES.md).
+# Blender writes per-user files on import; keep them out of ~/.config (docs/architecture.md).
 os.environ.setdefault("BLENDER_USER_RESOURCES", str(ROOT / ".venv" / "blender-user"))
 
 

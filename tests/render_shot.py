@@ -4,7 +4,8 @@
                                         [--transparent] [--no-depth] [--moving-camera]
                                         [--scene demo|crossing|overhead]
 
-Run as a subprocess by the tests: bpy and torch are kept out of one process (DESIGN.md).
+Run as a subprocess by the tests: bpy and torch are kept out of one process
+(docs/architecture.md).
 Also writes an Object Index pass (cube = 1, ball = 2) so tests can find what moved.
 
 Scenes: "demo" is the add-on's demo shot. "crossing" and "overhead" are moving-object

@@ -65,6 +65,9 @@ def test_build_validate_install_enable(tmp_path: pathlib.Path) -> None:
     assert "blender_manifest.toml" in names and "__init__.py" in names  # add-on at the root
     assert "engine/__main__.py" in names and "engine/cli.py" in names  # engine inside
     assert not [n for n in names if "__pycache__" in n or n.startswith("tests/")]
+    # Only what users run: no benchmark and no test code (a developer's tools stay in the
+    # source tree; the benchmark alone was 1.3k lines).
+    assert not [n for n in names if "bench" in n.lower() or "test" in os.path.basename(n)], names
 
     env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "blender_user"))
     env.pop("FLOWSTYLE_PYTHON", None)

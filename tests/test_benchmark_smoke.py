@@ -1,4 +1,4 @@
-"""The benchmark runs end to end: `python -m engine.benchmark --quick` at 64 px, 2 frames.
+"""The benchmark runs end to end: `python bench/benchmark.py --quick` at 64 px, 2 frames.
 
 Budgets are tiny, so the numbers mean nothing; this only proves every measurement (render,
 floor, iteration, convergence, sequence, naive reference, tables) still works after an
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 def test_quick_benchmark_runs(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, "-m", "engine.benchmark", "--quick", "--heights", "64", "--frames", "2",
+        [sys.executable, str(ROOT / "bench" / "benchmark.py"), "--quick", "--heights", "64", "--frames", "2",
          "--json", str(out)],
         cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-3000:]

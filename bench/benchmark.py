@@ -1,11 +1,11 @@
 """Speed and memory benchmark (issue 4): what the engine costs next to VGG itself, and next
 to naive per-frame style transfer, measured in one run on this machine.
 
-    python -m engine.benchmark [--heights 128,256,512] [--frames 6] [--probe 1080]
-                               [--naive-frames 2] [--naive-budget 400] [--threads N]
-                               [--quick] [--json out.json]
-    python -m engine.benchmark --levers [--json levers.json]   # one lever at a time, 256 px
-    python -m engine.benchmark --report out.json                # re-print a saved (partial) run
+    python bench/benchmark.py [--heights 128,256,512] [--frames 6] [--probe 1080]
+                            [--naive-frames 2] [--naive-budget 400] [--threads N]
+                            [--quick] [--json out.json]
+    python bench/benchmark.py --levers [--json levers.json]   # one lever at a time, 256 px
+    python bench/benchmark.py --report out.json                # re-print a saved (partial) run
 
 For each working height H the demo shot is rendered by Blender at H px high (4:3), so the
 working size is the render's own size and nothing is resized. Per height:
@@ -29,8 +29,9 @@ working size is the render's own size and nothing is resized. Per height:
   d. sequence `SequenceRun.run()` over the whole shot at the default preset, working
               height H: seconds per frame (reading, flow, masks, optimization, writing);
               then `engine.evaluate.evaluate`: warping error and style loss.
-  e. memory   the peak resident memory (the OS high-water mark, `ru_maxrss`) of the
-              process that ran d. Every measurement runs in a fresh subprocess (`--worker`),
+  e. memory   the peak memory of the process that ran d: on the CPU its resident memory
+              (the OS high-water mark, `ru_maxrss`), on CUDA `torch.cuda.max_memory_allocated`
+              (device memory; the CPU's RSS says nothing about it). Every measurement runs in a fresh subprocess (`--worker`),
               so peaks of different sizes and phases never mix.
   f. naive    independent per-frame Gatys, written here: content init, torch's L-BFGS as
               the PyTorch tutorial uses it (no line search), 300 evaluations, no temporal
@@ -51,8 +52,13 @@ one iteration per level, plus the L-BFGS history that a long run fills and this 
 autocast, Grams cached or recomputed, VGG cut at relu5_1 or not, early stop on or off,
 and OpenMP's wait policy alone and next to a busy process).
 
-Renders come from `tests/render_shot.py` in a subprocess (bpy and torch never share a
-process) and are cached in the temp dir, one folder per size. Numbers are printed, not
+Timings on CUDA synchronize the device before the clock is read (`clock()`): CUDA calls
+return before the GPU has finished, so an unsynchronized timer measures the queueing.
+
+Lives outside the `engine` package on purpose: it is a developer's tool, not shipped in
+the extension zip. Run it from a source checkout (`./dev.sh bench`). The demo shot is
+rendered with the add-on's demo scene (`addon/demo_scene.py`) by Blender in a subprocess
+(bpy and torch never share a process) and cached in the temp dir, one folder per size. Numbers are printed, not
 asserted: this measures, it does not test. The machine may be shared: the load average is
 printed at the start and the end so a noisy run can be recognised.
 """
@@ -77,21 +83,29 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import torch
-
-from . import colour, defaults, exr, losses
-from .defaults import Settings, StyleImage
-from .evaluate import evaluate
-from .frames import open_sequence
-from .progress import Progress
-from .run import SequenceRun, load_style_images, output_path, working_size
-from .stylize import (LBFGS_HISTORY, FrameStats, Stylizer, TemporalTerm, autocast_dtype, resize,
-                      resolve_device)
-from .vgg import LAYER_INDEX, VGGFeatures
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RENDER_SCRIPT = os.path.join(ROOT, "tests", "render_shot.py")
+sys.path.insert(0, ROOT)  # run as a script from a checkout: the engine is next to bench/
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from engine import colour, defaults, exr, losses  # noqa: E402
+from engine.defaults import Settings, StyleImage  # noqa: E402
+from engine.evaluate import evaluate  # noqa: E402
+from engine.frames import open_sequence  # noqa: E402
+from engine.progress import Progress  # noqa: E402
+from engine.run import SequenceRun, load_style_images, output_path, working_size  # noqa: E402
+from engine.stylize import (LBFGS_HISTORY, FrameStats, Stylizer, TemporalTerm, autocast_dtype, resize,
+                      resolve_device)
+from engine.vgg import LAYER_INDEX, VGGFeatures  # noqa: E402
+
+# Renders the add-on's demo shot: argv = out_dir width height frames samples.
+RENDER_CODE = (
+    "import sys; sys.path.insert(0, %r)\n"
+    "from addon.demo_scene import build_demo_scene, render_multilayer_exrs\n"
+    "out, w, h, n, spp = sys.argv[1], *map(int, sys.argv[2:])\n"
+    "render_multilayer_exrs(build_demo_scene(width=w, height=h, frames=n, samples=spp), out)\n"
+    % ROOT)
 RENDER_SAMPLES = 8  # Cycles samples per pixel of the benchmark shot
 ASPECT = 4 / 3  # width / height of the rendered shot (the demo scene's)
 LAYERS = list(defaults.CONTENT_LAYERS + defaults.STYLE_LAYERS)
@@ -192,9 +206,32 @@ def current_rss() -> int | None:
         return None
 
 
+def _peak(memory: dict[str, Any]) -> int | None:
+    """The limiting peak of a memory report (older saved reports have only the RSS)."""
+    return memory.get("peak", memory["peak_rss"])
+
+
+def cuda_in_use() -> bool:
+    return torch.cuda.is_available() and torch.cuda.is_initialized()
+
+
+def clock() -> float:
+    """time.perf_counter(), after the GPU has finished what was queued (CUDA is async)."""
+    if cuda_in_use():
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
 def memory_report(baseline: int | None) -> dict[str, int | None]:
-    """Peak RSS, and RSS at `baseline` (after torch, the VGG and the inputs were loaded)."""
-    return {"peak_rss": peak_rss(), "baseline_rss": baseline}
+    """Peak RSS, RSS at `baseline` (after torch, the VGG and the inputs were loaded), and
+    `peak`: the memory that limits the working size, i.e. the peak RSS on the CPU and
+    torch.cuda.max_memory_allocated on CUDA."""
+    report = {"peak_rss": peak_rss(), "baseline_rss": baseline}
+    if cuda_in_use():
+        torch.cuda.synchronize()
+        report["cuda_max_allocated"] = int(torch.cuda.max_memory_allocated())
+    report["peak"] = report.get("cuda_max_allocated", report["peak_rss"])
+    return report
 
 
 def read_display(render_dir: str, index: int, height: int) -> torch.Tensor:
@@ -227,11 +264,11 @@ def vgg_floor(vgg: VGGFeatures, image: torch.Tensor, runs: int, warmup: int,
     x = image.detach().clone().requires_grad_(True)
     times = []
     for _ in range(warmup + runs):
-        start = time.perf_counter()
+        start = clock()
         with (torch.autocast(x.device.type, dtype=autocast) if autocast else contextlib.nullcontext()):
             out = vgg(x)[deepest]
         out.backward(torch.ones_like(out))
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
         x.grad = None
     return statistics.median(times[warmup:]) if runs else 0.0
 
@@ -258,15 +295,15 @@ class FrameTimes(Progress):
     def __init__(self) -> None:
         super().__init__("none")
         self.frames: list[dict[str, Any]] = []
-        self.t0 = time.perf_counter()
+        self.t0 = clock()
 
     def start(self, total: int, todo: int, out_dir: str) -> None:
         super().start(total, todo, out_dir)
-        self.t0 = time.perf_counter()
+        self.t0 = clock()
 
     def frame_done(self, frame: int, seconds: float, path: str, **extra: Any) -> None:
         super().frame_done(frame, seconds, path, **extra)
-        now = time.perf_counter()
+        now = clock()
         previous = self.frames[-1]["done_at"] if self.frames else self.t0
         self.frames.append({"frame": frame, "wall_seconds": now - previous, "done_at": now,
                             "optimize_seconds": seconds, **extra})
@@ -358,9 +395,9 @@ def phase_speed(render_dir: str, height: int, runs: int, warmup: int, iterations
     baseline = current_rss()
     size = (image.shape[-2], image.shape[-1])
     vgg_floor(vgg, image, 0, warmup, stylizer.autocast)  # warm-up: oneDNN builds its kernels
-    start = time.perf_counter()
+    start = clock()
     stylizer.style_grams(size)  # computed once per run and size; timed for the record
-    grams_seconds = time.perf_counter() - start
+    grams_seconds = clock() - start
     stylizer.stylize(image, image, [], 2, pyramid=False)  # warm-up (and L-BFGS's scale)
     floors, rounds_out = [], []
     seconds = iterations_done = evaluations = 0.0
@@ -503,13 +540,13 @@ def phase_naive(render_dir: str, height: int, frames: int, evaluations: int, tim
     baseline = current_rss()
     if time_only:  # a few evaluations on frame 1, extrapolated to the full count
         content = read_display(render_dir, 0, height).to(dev)
-        start = time.perf_counter()
+        start = clock()
         grams = naive_style_grams(vgg, style, size, settings.style_scale)
-        setup = time.perf_counter() - start
+        setup = clock() - start
         naive_gatys(vgg, content, grams, settings, 2)  # warm-up
-        start = time.perf_counter()
+        start = clock()
         naive_gatys(vgg, content, grams, settings, NAIVE_TIME_ONLY_EVALUATIONS)
-        per_evaluation = (time.perf_counter() - start) / NAIVE_TIME_ONLY_EVALUATIONS
+        per_evaluation = (clock() - start) / NAIVE_TIME_ONLY_EVALUATIONS
         return {"time_only": True, "frames": 0, "evaluations": evaluations,
                 "per_evaluation": per_evaluation,
                 "seconds_per_frame": setup + per_evaluation * evaluations,
@@ -517,7 +554,7 @@ def phase_naive(render_dir: str, height: int, frames: int, evaluations: int, tim
     times = []
     with tempfile.TemporaryDirectory(prefix="flowstyle_bench_f_") as out:
         for number in sequence.numbers[:frames]:
-            start = time.perf_counter()
+            start = clock()
             frame = sequence.read(number)
             display, alpha, excess = colour.to_display(frame.rgba)
             content = resize(torch.from_numpy(display).permute(2, 0, 1)[None].to(dev), size)
@@ -526,7 +563,7 @@ def phase_naive(render_dir: str, height: int, frames: int, evaluations: int, tim
             full = resize(image, (sequence.height, sequence.width)).clamp(0, 1)
             rgba = colour.to_linear(full[0].permute(1, 2, 0).cpu().numpy(), alpha, excess)
             exr.write_rgba(output_path(out, number), rgba, {})
-            times.append(time.perf_counter() - start)
+            times.append(clock() - start)
         memory = memory_report(baseline)
         quality = _quality(evaluate(render_dir, out, height=height, device=device,
                                     styles=[StyleImage(defaults.DEFAULT_STYLE)]))
@@ -550,7 +587,7 @@ def phase_probe(render_dir: str, height: int, iterations: int, device: str) -> d
         run = SequenceRun(render_dir, out, settings, progress)
         baseline = current_rss()
         run.run()
-        peak = peak_rss()
+        memory = memory_report(baseline)
     # A long run fills the L-BFGS history (a step and a gradient change, two image-sized
     # float32 vectors, per remembered iteration); these few iterations did not. Add what
     # is missing.
@@ -560,7 +597,7 @@ def phase_probe(render_dir: str, height: int, iterations: int, device: str) -> d
     per_iteration = (last.get("optimize_seconds", 0.0) / max(1, int(last.get("iterations", 1) or 1)))
     return {"size": [run.size[1], run.size[0]], "floor": floor, "iterations": iterations,
             "precision": settings.precision, "autocast": str(autocast_dtype(dev, settings.precision)),
-            "per_iteration_rough": per_iteration, "memory": {"peak_rss": peak, "baseline_rss": baseline},
+            "per_iteration_rough": per_iteration, "memory": memory,
             "lbfgs_history_missing": missing}
 
 
@@ -610,17 +647,17 @@ def phase_levers(render_dir: str, height: int, iterations: int, repeats: int,
     reference = next(iter(variants.values()))
     with torch.no_grad():
         content_features = {n: f for n, f in vgg(content).items() if n in defaults.CONTENT_LAYERS}
-    grams_start = time.perf_counter()
+    grams_start = clock()
     reference_grams = reference.style_grams(size)
-    grams_seconds = time.perf_counter() - grams_start
+    grams_seconds = clock() - grams_start
 
     timings: dict[str, list[tuple[float, float, int]]] = {name: [] for name in variants}
     finals: dict[str, float] = {}
     warmup_seconds = {}
     for name, stylizer in variants.items():  # warm-up (the Grams of each variant; compiling)
-        start = time.perf_counter()
+        start = clock()
         stylizer.stylize(content, content, [], 2, pyramid=False)
-        warmup_seconds[name] = time.perf_counter() - start
+        warmup_seconds[name] = clock() - start
     for _ in range(repeats):  # round robin, so a burst of load hits every variant alike
         for name, stylizer in variants.items():
             image, stats = stylizer.stylize(content, content, [], iterations, pyramid=False)
@@ -697,13 +734,10 @@ def render(height: int, frames: int) -> str:
     out = os.path.join(cache, f"{width}x{height}_{frames}f_{RENDER_SAMPLES}spp")
     if all(os.path.isfile(os.path.join(out, f"render_{n:04d}.exr")) for n in range(1, frames + 1)):
         return out
-    if not os.path.isfile(RENDER_SCRIPT):
-        raise BenchmarkError(f"{RENDER_SCRIPT} not found: the benchmark renders its shot with the "
-                             "tests' render script; run it from a source checkout.")
     partial = out + ".partial"
     shutil.rmtree(partial, ignore_errors=True)
-    cmd = [sys.executable, RENDER_SCRIPT, partial, "--width", str(width), "--height", str(height),
-           "--frames", str(frames), "--samples", str(RENDER_SAMPLES)]
+    cmd = [sys.executable, "-c", RENDER_CODE, partial, str(width), str(height), str(frames),
+           str(RENDER_SAMPLES)]
     result = subprocess.run(cmd, env=_env(), capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise BenchmarkError(f"rendering {width}x{height} failed (exit {result.returncode}); is bpy "
@@ -718,7 +752,7 @@ def run_worker(phase: str, args: dict[str, Any], threads: int | None = None,
     """Run one phase in a fresh subprocess; its result, or {'error': ...} if it failed."""
     with tempfile.TemporaryDirectory(prefix="flowstyle_bench_w_") as tmp:
         result_path = os.path.join(tmp, "result.json")
-        cmd = [sys.executable, "-m", "engine.benchmark", "--worker", phase,
+        cmd = [sys.executable, os.path.abspath(__file__), "--worker", phase,
                "--worker-args", json.dumps(args), "--worker-out", result_path]
         if threads:
             cmd += ["--threads", str(threads)]
@@ -1083,13 +1117,13 @@ def print_tables(results: dict[str, Any]) -> None:
         table.append([h, str(len(d["frames"])), f"{n['per_frame']:.2f}", f"{n['first']:.1f}",
                       f"{n['later']:.2f}", f"{n['projected']:.2f}", _f(q["warping_error"], ".5f"),
                       _f(q["input_warping_error"], ".5f"), f"{q['style_loss']:.1f}",
-                      _gb(d["memory"]["peak_rss"])])
+                      _gb(_peak(d["memory"]))])
     if probe and "error" not in probe:
-        peak = probe["memory"]["peak_rss"]
+        peak = _peak(probe["memory"])
         table.append([f"{probe['size'][1]}*", "2", "-", "-", "-", "-", "-", "-", "-",
                       f"{_gb(peak)} (+{probe['lbfgs_history_missing'] / GB:.2f})"])
     _table(["height", "frames", "s/frame", "first", "later", f"{SHOT_FRAMES}-frame proj.", "warp err",
-            "input's", "style loss", "peak RSS"], table)
+            "input's", "style loss", "peak memory"], table)
     if probe and "error" not in probe:
         say("  * memory probe: peak of a 2-frame run with a few iterations; in brackets the L-BFGS "
             "history a long run adds (2 image-sized vectors x history size, estimated).")
@@ -1109,13 +1143,13 @@ def print_tables(results: dict[str, Any]) -> None:
         speedup = f["seconds_per_frame"] / speedup if speedup else None
         if f["time_only"]:
             table.append([h, "0 (time only)", f"~{f['seconds_per_frame']:.1f}", "-", "-", "-", "-",
-                          _gb(f["memory"]["peak_rss"]), _f(speedup, ".1f")])
+                          _gb(_peak(f["memory"])), _f(speedup, ".1f")])
             continue
         q = f["quality"]
         table.append([h, str(f["frames"]), f"{f['seconds_per_frame']:.2f}", _f(q["warping_error"], ".5f"),
                       _f(engine_q["warping_error"], ".5f") if engine_q else "-", f"{q['style_loss']:.1f}",
                       f"{engine_q['style_loss']:.1f}" if engine_q else "-",
-                      _gb(f["memory"]["peak_rss"]), _f(speedup, ".1f")])
+                      _gb(_peak(f["memory"])), _f(speedup, ".1f")])
     _table(["height", "naive frames", "naive s/frame", "naive warp", "engine warp", "naive style",
             "engine style", "naive peak", "speedup x"], table)
     say("  speedup: naive s/frame over the engine's measured s/frame (whole shot, first frame included).")
@@ -1185,13 +1219,13 @@ def print_targets(results: dict[str, Any]) -> None:
                                   _verdict(ew, nw, True)])
     probe = results.get("probe")
     memory_rows = []
-    if probe and "error" not in probe and probe["memory"]["peak_rss"]:
-        estimate = probe["memory"]["peak_rss"] + probe["lbfgs_history_missing"]
+    if probe and "error" not in probe and _peak(probe["memory"]):
+        estimate = _peak(probe["memory"]) + probe["lbfgs_history_missing"]
         memory_rows.append((f"peak memory at {probe['size'][1]} (probe + history)", estimate))
     for h, row in results["rows"].items():
         d = _ok(row, "sequence")
-        if d and int(h) == TARGET_MEMORY_HEIGHT and d["memory"]["peak_rss"]:
-            memory_rows.append((f"peak memory at {h} (full run)", d["memory"]["peak_rss"]))
+        if d and int(h) == TARGET_MEMORY_HEIGHT and _peak(d["memory"]):
+            memory_rows.append((f"peak memory at {h} (full run)", _peak(d["memory"])))
     for label, value in memory_rows:
         table.append([label, _gb(value), f"<= {TARGET_MEMORY_GB:.0f} GB",
                       _verdict(value / GB, TARGET_MEMORY_GB, True)])
@@ -1238,7 +1272,7 @@ def print_levers(results: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m engine.benchmark",
+    p = argparse.ArgumentParser(prog="python bench/benchmark.py",
                                 description="Flowstyle speed and memory benchmark (issue 4).")
     p.add_argument("--heights", help="working heights, comma-separated (default 128,256,512; "
                    "quick: 64)")
