@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--first-iterations", type=int, help="optimizer iterations, first frame")
     st.add_argument("--height", type=int, help="working height in pixels")
     st.add_argument("--mix", type=float, help="compositor mix factor, 0..1")
+    st.add_argument("--preserve-colour", action="store_true", default=None,
+                    help="keep the render's colours, take only the painting's luminance pattern")
     st.add_argument("--cluster", help="stylize on this Dask scheduler (tcp://host:8786) or "
                     "local:N; rendering stays here")
     st.add_argument("--chunk-frames", type=int, help="farm: frames per chunk task")
@@ -100,7 +102,8 @@ def spec_from_args(scene: bpy.types.Scene, args: argparse.Namespace) -> JobSpec:
         spec.frame_start, spec.frame_end = job.parse_frames(args.frames)
     for name in ("preset", "style_strength", "temporal_strength", "flow", "use_depth",
                  "device", "iterations", "first_iterations", "height", "mix",
-                 "python", "rerender", "method", "train_steps", "cluster", "chunk_frames"):
+                 "python", "rerender", "method", "train_steps", "cluster", "chunk_frames",
+                 "preserve_colour"):
         value = getattr(args, name)
         if value is not None:
             setattr(spec, name, value)

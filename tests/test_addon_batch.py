@@ -136,6 +136,17 @@ def test_scene_settings_are_used_when_options_are_left_out(
     assert (tmp_path / "from_scene" / "flowstyle_0004.exr").is_file()
 
 
+def test_the_scenes_colour_management_and_preserve_colour_reach_the_engine(
+        tmp_path: pathlib.Path, engine_root: str) -> None:
+    scene = new_scene(frames=(1, 2))
+    scene.view_settings.view_transform = "Filmic"
+    scene.view_settings.exposure = -0.5
+    assert batch.main(_args(tmp_path, engine_root, "--preserve-colour")) == 0
+    job = fake_calls(engine_root)[-1]["job"]
+    assert (job["view"], job["exposure"], job["preserve_colour"]) == ("Filmic", -0.5, True)
+    assert job["working_space"] == "Linear Rec.709" and job["ocio_config"].endswith("config.ocio")
+
+
 def _fails(argv: list[str], capsys: pytest.CaptureFixture[str], *needles: str,
            code: int = 1) -> str:
     scene = bpy.context.scene
