@@ -110,6 +110,24 @@ def check_memory(size: tuple[int, int], device: torch.device, precision: str) ->
                          + advice)
 
 
+def colour_view(sequence: Sequence, s: Settings, progress: Progress) -> colour.View:
+    """The view chain VGG sees a sequence through (colour.py). EXRs are scene-linear in the
+    scene's working space; PNG/JPG/video frames are sRGB display pictures already, so for
+    them the sRGB curve gives back exactly what is in the file."""
+    if not isinstance(sequence, ExrSequence):
+        if (s.working_space, s.display, s.view, s.look) != ("Linear Rec.709", "sRGB",
+                                                             "Standard", "None"):
+            progress.warning(f"{sequence.description}: images and video are display pictures "
+                             "already; the colour settings for scene-linear EXRs (working "
+                             "space, view, look) are not used.")
+        return colour.srgb_view(s.exposure, s.gamma)
+    try:
+        return colour.make_view(s.working_space, s.display, s.view, s.look, s.exposure,
+                                s.gamma, s.ocio_config, progress.warning)
+    except ValueError as exc:
+        raise FlowstyleError(f"colour management: {exc}.") from exc
+
+
 @dataclass
 class _Inputs:
     """One frame, ready for the loop. Tensors are full resolution on the run's device."""
@@ -176,22 +194,8 @@ class SequenceRun:
 
     # -- reading -----------------------------------------------------------------------
     def colour_view(self) -> colour.View:
-        """The view chain VGG sees the frames through (colour.py). EXRs are scene-linear
-        in the scene's working space; PNG/JPG/video frames are sRGB display pictures
-        already, so for them the sRGB curve gives back exactly what is in the file."""
-        s = self.settings
-        if not isinstance(self.sequence, ExrSequence):
-            if (s.working_space, s.display, s.view, s.look) != ("Linear Rec.709", "sRGB",
-                                                                 "Standard", "None"):
-                self.progress.warning(f"{self.sequence.description}: images and video are "
-                                      "display pictures already; the colour settings for "
-                                      "scene-linear EXRs (working space, view, look) are not used.")
-            return colour.srgb_view(s.exposure, s.gamma)
-        try:
-            return colour.make_view(s.working_space, s.display, s.view, s.look, s.exposure,
-                                    s.gamma, s.ocio_config, self.progress.warning)
-        except ValueError as exc:
-            raise FlowstyleError(f"colour management: {exc}.") from exc
+        """The view chain VGG sees this run's frames through (`colour_view`)."""
+        return colour_view(self.sequence, self.settings, self.progress)
 
     def inputs(self, number: int) -> _Inputs:
         if number not in self._inputs:

@@ -40,7 +40,7 @@ from .estimated_flow import estimate_flow
 from .frames import Sequence, open_sequence
 from .network import NetworkConfig, StyleNetwork, one_hot
 from .progress import Progress
-from .run import load_style_images
+from .run import colour_view, load_style_images
 from .stylize import Stylizer, autocast_dtype, resize, resolve_device
 from .vgg import VGGFeatures
 
@@ -163,8 +163,10 @@ class ShotFrames:
     """The shot's frames in display space and their motion, read once and kept while
     they fit in CACHE_BYTES (the rest are read again when drawn)."""
 
-    def __init__(self, sequence: Sequence, use_vectors: bool, use_depth: bool):
+    def __init__(self, sequence: Sequence, use_vectors: bool, use_depth: bool,
+                 view: colour.View = colour.DEFAULT_VIEW):
         self.sequence = sequence
+        self.view = view  # the scene's view chain, as `stylize` sees the frames (colour.py)
         self.use_vectors = use_vectors
         self.use_depth = use_depth
         self._frames: dict[int, tuple] = {}
@@ -181,7 +183,7 @@ class ShotFrames:
         if number in self._frames:
             return self._frames[number]
         frame = self.sequence.read(number)
-        display, alpha, _ = colour.to_display(frame.rgba)
+        display, alpha, _ = colour.to_display(frame.rgba, self.view)
         image = torch.from_numpy(display).permute(2, 0, 1)[None].contiguous()
         depth = (torch.from_numpy(frame.depth)[None, None]
                  if frame.depth is not None and self.use_depth and self.use_vectors else None)
@@ -275,7 +277,8 @@ class Trainer:
         # One Stylizer per style: the engine's own losses, weights and Gram targets.
         self.stylizers = [Stylizer(s, self.vgg, [(image, 1.0)], self.device)
                           for image, _ in self.style_images]
-        self.frames = ShotFrames(self.sequence, self.use_vectors, s.use_depth)
+        self.frames = ShotFrames(self.sequence, self.use_vectors, s.use_depth,
+                                 colour_view(self.sequence, s, self.progress))
         numbers = self.sequence.numbers
         self.held_out = numbers[-1] if len(numbers) >= 4 else None
         trained = [n for n in numbers if n != self.held_out]
