@@ -1,18 +1,21 @@
 """Looking at a result: a side-by-side animation (input | stylized) and a contact sheet.
 
-Both are display-space 8-bit images (the sRGB curve of colour.py), composited over a grey
-checkerboard where alpha is below 1, so transparency shows.
+Both are display-space 8-bit images, composited over a grey checkerboard where alpha is
+below 1, so transparency shows. The display is the view the run used (its working space,
+view, look, exposure and gamma, recorded in each output's settings), so the preview shows
+what the artist sees in Blender; the sRGB curve for outputs that record none.
 """
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
 
 from . import colour, exr
 from .frames import open_sequence
-from .run import output_path
+from .run import ATTR_SETTINGS, output_path
 
 
 def _over_checker(display: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -22,21 +25,35 @@ def _over_checker(display: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return display * alpha + checker * (1 - alpha)
 
 
-def _to_u8(rgba: np.ndarray) -> np.ndarray:
-    display, alpha, _ = colour.to_display(rgba)
+def _to_u8(rgba: np.ndarray, view: colour.View = colour.DEFAULT_VIEW) -> np.ndarray:
+    display, alpha, _ = colour.to_display(rgba, view)
     return np.clip(_over_checker(display, np.clip(alpha, 0, 1)) * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+def recorded_view(output: str) -> colour.View:
+    """The view a run's output was made with (its recorded settings), else the sRGB curve."""
+    try:
+        recorded = json.loads(exr.read_attributes(output).get(ATTR_SETTINGS, "{}"))
+        names = ("working_space", "display", "view", "look", "exposure", "gamma", "ocio_config")
+        if not recorded.get("view") or not recorded["input"].lower().endswith(".exr"):
+            return colour.DEFAULT_VIEW
+        return colour.make_view(**{k: recorded[k] for k in names}, warn=lambda _: None)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return colour.DEFAULT_VIEW  # an older output, or a config no longer there
 
 
 def side_by_side_frames(input_path: str, out_dir: str) -> list[np.ndarray]:
     """[(H, 2W, 3) uint8]: input | stylized for each frame that has an output."""
     sequence = open_sequence(input_path)
     frames = []
+    view = None
     for number in sequence.numbers:
         path = output_path(out_dir, number)
         if not os.path.isfile(path):
             continue
-        original = _to_u8(sequence.read(number).rgba)
-        stylized = _to_u8(exr.read_rgba(path))
+        view = view or recorded_view(path)
+        original = _to_u8(sequence.read(number).rgba, view)
+        stylized = _to_u8(exr.read_rgba(path), view)
         frames.append(np.concatenate([original, stylized], axis=1))
     return frames
 

@@ -276,3 +276,25 @@ def test_output_header_names_the_working_space(space, interop):
     assert attributes["colorInteropID"] == interop
     assert attributes["flowstyle.working_space"] == space
     assert attributes["chromaticities"] == colour.CHROMATICITIES[interop]
+
+
+def test_preview_shows_the_runs_own_view(tmp_path):
+    """A preview of an AgX shot is drawn through AgX (as the artist sees it), not the
+    harsher sRGB curve; outputs that record no view keep the sRGB curve."""
+    from engine import preview
+    from engine.run import ATTR_SETTINGS
+    plate = hdr_plate()[:8]  # opaque rows: highlights and saturated reds
+    src = write_sequence(tmp_path / "in", [plate])
+    out = tmp_path / "out"
+    out.mkdir()
+    recorded = {"working_space": "Linear Rec.709", "display": "sRGB", "view": "AgX",
+                "look": "None", "exposure": 0.0, "gamma": 1.0, "ocio_config": blender_config(),
+                "input": str(src / "render_0001.exr")}
+    exr.write_rgba(str(out / "flowstyle_0001.exr"), plate, {ATTR_SETTINGS: json.dumps(recorded)})
+    frame = preview.side_by_side_frames(str(src), str(out))[0]
+    agx = colour.ocio_view(blender_config(), view="AgX")
+    expected = np.clip(np.clip(agx.forward(plate[..., :3]), 0, 1) * 255 + 0.5, 0, 255)
+    assert np.abs(frame[:, :32].astype(np.float32) - expected).max() <= 1
+    exr.write_rgba(str(out / "flowstyle_0001.exr"), plate, {})
+    plain = preview.side_by_side_frames(str(src), str(out))[0]
+    assert np.abs(plain[:, :32].astype(np.float32) - expected).max() > 20
