@@ -13,13 +13,14 @@ Modules, in the order a newcomer might read them:
     pipeline.py       one run as a state machine, shared by the panel and batch mode
     settings.py       per-scene settings;  preferences.py: per-machine settings
     operators.py, ui.py  the Blender UI;  batch.py: `blender -b ... --command flowstyle`
+    per_object.py     per-object styles (Pass Index regions);  animation.py: keyframed values
 """
 
 from __future__ import annotations
 
-from . import batch, operators, preferences, settings, ui
+from . import batch, operators, per_object, preferences, settings, ui
 
-_MODULES = (preferences, settings, operators, ui, batch)
+_MODULES = (preferences, settings, operators, per_object, ui, batch)
 
 
 def register() -> None:

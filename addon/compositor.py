@@ -19,6 +19,7 @@ from typing import Any
 
 import bpy
 
+from . import animation
 from .job import JobSpec
 
 NODE_TAG = "flowstyle_role"  # custom property on our nodes: "image", "mix" or "render_layers"
@@ -174,6 +175,8 @@ def wire(scene: bpy.types.Scene, spec: JobSpec) -> list[bpy.types.Node]:
     image_node.frame_offset = spec.frame_start - 1
     links.new(image_node.outputs[0], in_b)
     factor.default_value = spec.mix
+    if animation.fcurve_for(scene, "flowstyle.mix") is not None:
+        drive_from_mix(tree, factor, scene)
     links.new(result, output)
 
     _place(output.node, mix, image_node)
@@ -188,6 +191,20 @@ def _place(out_node: bpy.types.Node, mix: bpy.types.Node, image_node: bpy.types.
     mix.location = (x - 220, y)
     image_node.location = (x - 520, y - 260)
     mix["flowstyle_placed"] = True
+
+
+def drive_from_mix(tree: bpy.types.NodeTree, factor: Any, scene: bpy.types.Scene) -> None:
+    """Make the Mix factor follow the panel's keyframed Mix: a driver reading
+    `scene.flowstyle.mix`, so keyframes on the panel's slider animate the compositor."""
+    curve = factor.driver_add("default_value")
+    driver = curve.driver
+    driver.type = "AVERAGE"
+    variable = driver.variables[0] if len(driver.variables) else driver.variables.new()
+    variable.type = "SINGLE_PROP"
+    target = variable.targets[0]
+    target.id_type = "SCENE"
+    target.id = scene
+    target.data_path = "flowstyle.mix"
 
 
 def set_mix_factor(scene: bpy.types.Scene, factor: float) -> bool:

@@ -57,6 +57,16 @@ class StyleRef:
 
 
 @dataclasses.dataclass
+class RegionRef:
+    """Per-object styles: pixels whose Object Index pass equals `index` (the objects' Pass
+    Index) get `styles`; an empty list keeps the original render there."""
+
+    index: int
+    styles: list[StyleRef] = dataclasses.field(default_factory=list)
+    name: str = ""  # what the artist called it (the object or collection), for messages
+
+
+@dataclasses.dataclass
 class JobSpec:
     """Everything needed to render, stylize and wire one shot.
 
@@ -102,6 +112,9 @@ class JobSpec:
     gamma: float = 1.0
     ocio_config: str = ""
     preserve_colour: bool = False  # keep the render's colours, paint only luminance
+    regions: list[RegionRef] = dataclasses.field(default_factory=list)  # per-object styles
+    # Keyframed style strength, sampled per frame (frame -> strength); empty: not animated.
+    style_strengths: dict[int, float] = dataclasses.field(default_factory=dict)
 
     @property
     def model_path(self) -> str:
@@ -168,7 +181,19 @@ class JobSpec:
             # Only for the network methods: an optimize job stays what older engines read.
             **({"method": self.method, "model": self.model_path, "train_steps": self.train_steps}
                if self.method != "optimize" else {}),
+            **self._optional_job_keys(),
         }
+
+    def _optional_job_keys(self) -> dict[str, Any]:
+        """Keys only present when used, so a plain job stays as it was."""
+        extra: dict[str, Any] = {}
+        if self.regions:
+            extra["regions"] = [{"index": r.index,
+                                 "styles": [{"path": s.path, "weight": s.weight} for s in r.styles]}
+                                for r in self.regions]
+        if self.style_strengths:
+            extra["style_strengths"] = {str(f): v for f, v in sorted(self.style_strengths.items())}
+        return extra
 
 
 def write_job(spec: JobSpec) -> str:
@@ -246,6 +271,17 @@ def validate_values(spec: JobSpec) -> list[str]:
     if spec.weights not in WEIGHT_SOURCES and not os.path.isfile(spec.weights):
         problems.append(
             f"Weights {spec.weights!r} are neither 'caffe', 'torchvision' nor an existing file.")
+    seen: set[int] = set()
+    for region in spec.regions:
+        label = region.name or f"Pass Index {region.index}"
+        if region.index in seen:
+            problems.append(f"Two per-object styles use Pass Index {region.index}: give "
+                            f"{label!r} its own index.")
+        seen.add(region.index)
+        for style in region.styles:
+            if not style.path or not os.path.isfile(style.path):
+                problems.append(f"The style image of {label!r} ({style.path or 'none'}) does not "
+                                "exist: pick one, or tick Keep Original.")
     if not 0.0 <= spec.mix <= 1.0:
         problems.append(f"The mix factor {spec.mix} must be between 0 and 1.")
     return problems

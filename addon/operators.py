@@ -201,7 +201,8 @@ output; reports exactly what changed, and Undo Pass Setup puts it back"""
         prefs = settings.settings_of(scene)
         layer = scene.view_layers[active_view_layer(context, scene)]
         try:
-            changes = passes.enable_stylize_passes(scene, layer, prefs.use_depth)
+            changes = passes.enable_stylize_passes(scene, layer, prefs.use_depth,
+                                                   object_index=len(prefs.regions) > 0)
         except passes.PassesError as exc:
             self.report({"ERROR"}, f"Flowstyle: {exc}")
             return {"CANCELLED"}

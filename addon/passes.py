@@ -23,6 +23,7 @@ LOSSLESS_EXR_CODECS = ("ZIP", "PIZ", "ZIPS", "RLE", "NONE")
 _LABELS = {
     "use_pass_vector": "Vector pass",
     "use_pass_z": "Depth (Z) pass",
+    "use_pass_object_index": "Object Index pass",
     "use_motion_blur": "Motion blur",
     "media_type": "Output media type",
     "file_format": "Output file format",
@@ -144,7 +145,7 @@ def set_multilayer_exr(scene: bpy.types.Scene, changes: list[Change]) -> None:
 
 
 def enable_stylize_passes(scene: bpy.types.Scene, view_layer: bpy.types.ViewLayer,
-                          use_depth: bool) -> list[Change]:
+                          use_depth: bool, object_index: bool = False) -> list[Change]:
     """Turn on what the engine needs; return exactly what changed (empty if nothing).
 
     On failure, whatever was already changed is put back before PassesError is raised, so the
@@ -157,6 +158,8 @@ def enable_stylize_passes(scene: bpy.types.Scene, view_layer: bpy.types.ViewLaye
             set_recorded(scene, layer, "use_pass_vector", True, changes)
         if use_depth and not view_layer.use_pass_z:
             set_recorded(scene, layer, "use_pass_z", True, changes)
+        if object_index and not view_layer.use_pass_object_index:  # per-object styles' masks
+            set_recorded(scene, layer, "use_pass_object_index", True, changes)
         if scene.render.use_motion_blur:
             set_recorded(scene, "render", "use_motion_blur", False, changes)
         set_multilayer_exr(scene, changes)

@@ -100,6 +100,7 @@ def render_key(scene: bpy.types.Scene, view_layer: str, spec: JobSpec) -> dict[s
         "frames": [spec.frame_start, spec.frame_end],
         "resolution": [r.resolution_x, r.resolution_y, r.resolution_percentage],
         "use_depth": spec.use_depth,
+        **_object_index_key(scene, spec),
     }
 
 
@@ -176,6 +177,16 @@ class RenderJob:
                               "(is another render running?): wait for it, then run again.")
 
 
+def _object_index_key(scene: bpy.types.Scene, spec: JobSpec) -> dict[str, Any]:
+    """With per-object styles the render must hold the Object Index pass, and which objects
+    carry which Pass Index matters: a render made before the artist assigned them is stale."""
+    if not spec.regions:
+        return {}  # the stamp of a plain run stays as it was
+    wanted = {r.index for r in spec.regions}
+    return {"object_index": sorted([obj.name, obj.pass_index] for obj in scene.objects
+                                   if obj.pass_index in wanted)}
+
+
 class FrameRenderer:
     """Renders a JobSpec's frames into its render folder; see the module docstring."""
 
@@ -244,7 +255,8 @@ class FrameRenderer:
             raise RenderError(f"The view layer {self.view_layer!r} does not exist in {scene.name!r}.")
         self._frame_before = scene.frame_current
         self.active = True
-        self.changes = passes.enable_stylize_passes(scene, layer, self.spec.use_depth)
+        self.changes = passes.enable_stylize_passes(scene, layer, self.spec.use_depth,
+                                                    object_index=bool(self.spec.regions))
         try:
             # The compositor and sequencer would otherwise replace the passes we need by their
             # result (and our own compositor nodes would read the stylized frames back).

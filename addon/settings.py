@@ -15,8 +15,8 @@ import bpy
 from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty,
                        IntProperty, StringProperty)
 
-from . import compositor
-from .job import JobSpec, StyleRef
+from . import animation, compositor
+from .job import JobSpec, RegionRef, StyleRef
 from .preferences import engine_prefs
 
 # An empty Output Folder means "automatic": one folder per .blend file and scene, so two
@@ -56,15 +56,30 @@ class FlowstyleStyle(bpy.types.PropertyGroup):
                           description="Share of this image in the style (weights are normalised)")
 
 
+class FlowstyleRegion(bpy.types.PropertyGroup):
+    """Per-object style: the objects with this Pass Index get their own painting."""
+
+    name: StringProperty(name="Name", description="The object or collection this region is")
+    index: IntProperty(name="Pass Index", default=1, min=1, max=32767,
+                       description="Objects whose Pass Index (Object Properties > Relations) is "
+                                   "this get the region's style")
+    keep_original: BoolProperty(name="Keep Original", default=False,
+                                description="Leave these objects as rendered (no style)")
+    path: StringProperty(name="Style Image", subtype="FILE_PATH",
+                         description="The painting for these objects")
+
+
 class FlowstyleSettings(bpy.types.PropertyGroup):
     """Settings of one shot; see JobSpec for what each becomes."""
 
     styles: CollectionProperty(type=FlowstyleStyle)
     active_style: IntProperty(name="Active Style", default=0)
+    regions: CollectionProperty(type=FlowstyleRegion)
+    active_region: IntProperty(name="Active Region", default=0)
     style_strength: FloatProperty(
-        name="Style Strength", default=1.0, min=0.0, soft_max=5.0,
+        name="Style Strength", default=1.0, min=0.0, soft_max=5.0, options={"ANIMATABLE"},
         description="Balance between style and content: higher paints more and keeps less "
-                    "of the render's detail")
+                    "of the render's detail. Can be keyframed (sampled per frame)")
     temporal_strength: FloatProperty(
         name="Temporal Strength", default=1.0, min=0.0, soft_max=5.0,
         description="How strongly each frame follows the previous one along the motion: "
@@ -94,7 +109,7 @@ class FlowstyleSettings(bpy.types.PropertyGroup):
     use_depth: BoolProperty(name="Use Depth", default=True,
                             description="Render the Depth pass and use it to find occlusions")
     mix: FloatProperty(name="Mix", default=1.0, min=0.0, max=1.0, subtype="FACTOR",
-                       update=_update_mix,
+                       update=_update_mix, options={"ANIMATABLE"},
                        description="Compositor mix: 0 = original render, 1 = stylized")
     iterations: IntProperty(name="Iterations", default=0, min=0,
                             description="Optimizer iterations per frame after the first "
@@ -118,7 +133,7 @@ class FlowstyleSettings(bpy.types.PropertyGroup):
         description="What 'Set Up Passes' changed (JSON), for 'Undo Pass Setup'")
 
 
-CLASSES = (FlowstyleStyle, FlowstyleSettings)
+CLASSES = (FlowstyleStyle, FlowstyleRegion, FlowstyleSettings)
 
 
 def register() -> None:
@@ -260,4 +275,8 @@ def spec_from_scene(scene: bpy.types.Scene) -> JobSpec:
         rerender=settings.rerender,
         allow_download=bool(bpy.app.online_access),
         chunk_frames=prefs.chunk_frames,
+        regions=[RegionRef(r.index, [] if r.keep_original else
+                           [StyleRef(bpy.path.abspath(r.path) if r.path else "", 1.0)], r.name)
+                 for r in settings.regions],
+        style_strengths=animation.sample_per_frame(scene, "flowstyle.style_strength", start, end),
     )

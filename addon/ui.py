@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import bpy
 
-from . import pipeline, settings
+from . import per_object, pipeline, settings
 
 Icon = Literal["CHECKMARK", "INFO", "ERROR"]
 
@@ -43,6 +43,11 @@ def draw_flowstyle(layout: bpy.types.UILayout, context: bpy.types.Context) -> No
     buttons = row.column(align=True)
     buttons.operator("flowstyle.style_add", icon="ADD", text="")
     buttons.operator("flowstyle.style_remove", icon="REMOVE", text="")
+
+    header, body = layout.panel("flowstyle_per_object", default_closed=True)
+    header.label(text="Per-Object Styles")
+    if body is not None:
+        per_object.draw_regions(body, props)
 
     col = layout.column()
     col.prop(props, "style_strength")

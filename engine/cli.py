@@ -22,7 +22,7 @@ import signal
 import sys
 from typing import Any
 
-from .defaults import DEFAULT_STYLE, PRESETS, Settings, StyleImage
+from .defaults import DEFAULT_STYLE, PRESETS, Region, Settings, StyleImage
 from .errors import FlowstyleError
 from .progress import Progress
 
@@ -36,6 +36,21 @@ def _style(text: str) -> StyleImage:
         except ValueError:
             pass
     return StyleImage(text, 1.0)
+
+
+def _region(text: str) -> Region:
+    """'2=scream.jpg', '2=a.jpg:0.7,b.jpg:0.3' or '3=keep' -> Region (see defaults.Region)."""
+    index, sep, styles = text.partition("=")
+    try:
+        number = int(index)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--region wants INDEX=STYLE[,STYLE...] or INDEX=keep, e.g. 2=scream.jpg, not {text!r}") from None
+    if not sep or not styles:
+        raise argparse.ArgumentTypeError(f"--region {text!r}: give a style after '=', or 'keep'.")
+    if styles.strip().lower() == "keep":
+        return Region(number, [])
+    return Region(number, [_style(part) for part in styles.split(",") if part])
 
 
 def _frames(text: str) -> tuple[int, int]:
@@ -60,6 +75,9 @@ def _add_stylize(sub: Any) -> None:
     p.add_argument("--flow", choices=["auto", "vectors", "estimated"])
     p.add_argument("--no-depth", action="store_true", help="ignore the Depth pass")
     p.add_argument("--frames", type=_frames, metavar="START:END", help="inclusive frame range")
+    p.add_argument("--region", action="append", type=_region, metavar="INDEX=STYLE[,STYLE]|keep",
+                   help="per-object style: pixels whose Object Index pass is INDEX get these "
+                        "styles ('keep': the original render); repeatable")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
                    help="VGG pass: auto (bf16 where native, fp16 on older CUDA GPUs and MPS, "
@@ -187,6 +205,18 @@ def settings_from(args: argparse.Namespace) -> tuple[Settings, str, str, bool]:
         s.styles = [StyleImage(str(st["path"]), float(st.get("weight", 1.0))) for st in job["styles"]]
     if job.get("frames"):
         s.frames = (int(job["frames"][0]), int(job["frames"][1]))
+    try:
+        if job.get("regions"):
+            s.regions = [Region(int(r["index"]), [StyleImage(str(st["path"]), float(st.get("weight", 1.0)))
+                                                  for st in r.get("styles", [])])
+                         for r in job["regions"]]
+        if job.get("style_strengths"):
+            s.style_strengths = {int(k): float(v) for k, v in job["style_strengths"].items()}
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise FlowstyleError(f"{args.job}: 'regions' must be a list of {{index, styles: [{{path, "
+                             f"weight}}]}} and 'style_strengths' a map of frame -> number ({exc}).") from exc
+    if getattr(args, "region", None):
+        s.regions = args.region
     for key in fields:
         value = getattr(args, key, None)
         if value is not None:

@@ -59,6 +59,19 @@ class StyleImage:
 
 
 @dataclass
+class Region:
+    """Per-object styling (Gatys et al. 2017, spatial control): the pixels whose Object Index
+    pass equals `index` (Blender's Object or Collection "Pass Index") get these styles.
+
+    An empty `styles` list keeps the original render there (no style loss, and the output
+    pixels of the region are the input's). Pixels in no region get `Settings.styles`.
+    """
+
+    index: int
+    styles: list[StyleImage] = field(default_factory=list)
+
+
+@dataclass
 class Settings:
     """One run's settings. Units are in the comments; `None` means "from the preset"."""
 
@@ -134,6 +147,15 @@ class Settings:
     # Keep the render's colours and take only the style's luminance pattern (Gatys et al.
     # 2016 luminance-only transfer, in YIQ of the display image; colour.keep_chroma).
     preserve_colour: bool = False
+    # Per-object styles, by Object Index (see Region); empty = one style everywhere.
+    regions: list[Region] = field(default_factory=list)
+    # Keyframed style strength: frame number -> strength for that frame (the add-on samples
+    # the animated panel value per frame). Frames not listed use `style_strength`.
+    style_strengths: dict[int, float] = field(default_factory=dict)
+
+    def strength_at(self, frame: int) -> float:
+        """The style strength of `frame` (its keyframed value, else the constant one)."""
+        return float(self.style_strengths.get(frame, self.style_strength))
 
     def resolved(self) -> "Settings":
         """A copy with preset values filled in and style weights normalised."""
@@ -147,29 +169,57 @@ class Settings:
         total = sum(st.weight for st in s.styles)
         if s.styles and total > 0:
             s.styles = [StyleImage(st.path, st.weight / total) for st in s.styles]
+        regions = []
+        for region in s.regions:
+            total = sum(st.weight for st in region.styles)
+            styles = [StyleImage(st.path, st.weight / total) for st in region.styles] if total > 0 \
+                else list(region.styles)
+            regions.append(Region(int(region.index), styles))
+        s.regions = regions
+        s.style_strengths = {int(k): float(v) for k, v in s.style_strengths.items()}
         return s
 
-    def fingerprint(self, style_digests: list[str], weights_digest: str) -> str:
+    def fingerprint(self, style_digests: list[str], weights_digest: str,
+                    region_digests: list[list[str]] | None = None) -> str:
         """A short hash of everything that changes the output pixels.
 
         style_digests: content hashes of the style images, weights_digest: of the weights
         file (a changed file must count even when its path did not change; the same file
-        elsewhere changes nothing). The engine's version and source digest count too, so
-        frames made by other code are redone (digests.py). Device and precision are left
-        out on purpose: a frame finished on the GPU is kept when the run resumes on the CPU.
+        elsewhere changes nothing); region_digests: of each region's style images. The
+        engine's version and source digest count too, so frames made by other code are
+        redone (digests.py). Device and precision are left out on purpose: a frame finished
+        on the GPU is kept when the run resumes on the CPU. Per-frame strengths are not in
+        it: they enter each frame's own fingerprint (`frame_fingerprint`), so changing the
+        strength of frame 30 redoes frames from 30 on, not the whole shot.
         """
         from .digests import source_digest
         s = self.resolved()
         data = dataclasses.asdict(s)
-        for key in ("device", "precision", "frames", "chunk_frames", "chunk_overlap"):
-            data.pop(key)  # chunking counts only in a farm run's own fingerprint (farm.py)
+        for key in ("device", "precision", "frames", "chunk_frames", "chunk_overlap",
+                    "style_strengths"):
+            data.pop(key)  # chunking counts only in a farm run's own fingerprint (farm.py);
+            # per-frame strengths in each frame's own (frame_fingerprint)
         if s.method == "optimize":  # the network's settings do not touch optimized pixels
             for key in NETWORK_FIELDS:
                 data.pop(key)
         data["styles"] = [(d, st.weight) for d, st in zip(style_digests, s.styles)]
         data["weights"] = weights_digest
         data["engine"] = source_digest()  # includes __version__
+        if s.regions:
+            digests = region_digests or [[] for _ in s.regions]
+            data["regions"] = [(r.index, [(d, st.weight) for d, st in zip(ds, r.styles)])
+                               for r, ds in zip(s.regions, digests)]
+        else:
+            data.pop("regions")  # runs without regions keep the fingerprints they had
         blob = json.dumps(data, sort_keys=True, default=list).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def frame_fingerprint(self, run_fingerprint: str, frame: int) -> str:
+        """The fingerprint recorded in `frame`'s output: the run's, plus the frame's own
+        style strength when the strength is keyframed."""
+        if not self.style_strengths:
+            return run_fingerprint
+        blob = f"{run_fingerprint}:{self.strength_at(frame)!r}".encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 

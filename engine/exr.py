@@ -21,6 +21,7 @@ PASS_CHANNELS = {
     "Combined": ("R", "G", "B", "A"),
     "Vector": ("X", "Y", "Z", "W"),
     "Depth": ("Z",),
+    "Object Index": ("X",),  # per-object styles (Region); exact per pixel, not anti-aliased
 }
 
 

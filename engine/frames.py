@@ -28,7 +28,8 @@ _TRAILING_NUMBER = re.compile(r"(\d+)(?=\D*$)")
 class Frame:
     """One input frame. rgba: (H, W, 4) float32 scene-linear premultiplied.
 
-    vectors: Blender Vector pass (H, W, 4) or None; depth: (H, W) or None.
+    vectors: Blender Vector pass (H, W, 4) or None; depth: (H, W) or None;
+    index: the Object Index pass (H, W), whole numbers as float32, or None.
     """
 
     number: int
@@ -36,6 +37,7 @@ class Frame:
     rgba: np.ndarray
     vectors: np.ndarray | None = None
     depth: np.ndarray | None = None
+    index: np.ndarray | None = None
 
 
 class Sequence:
@@ -48,6 +50,7 @@ class Sequence:
         self.description = description
         self.has_vectors = False
         self.has_depth = False
+        self.has_index = False  # an Object Index pass on every frame (per-object styles)
 
     def __len__(self) -> int:
         return len(self.numbers)
@@ -107,6 +110,7 @@ class ExrSequence(Sequence):
                                  f"frame {with_vectors[0]} has one. Render the whole range with the "
                                  "same passes.")
         self.has_depth = all("Depth" in self.layouts[n].passes for n in numbers)
+        self.has_index = all("Object Index" in self.layouts[n].passes for n in numbers)
 
     def source(self, number: int) -> str:
         return self.files[number]
@@ -123,7 +127,10 @@ class ExrSequence(Sequence):
         if depth is not None:
             # Background depth is huge (1e10) or inf in some renderers: clamp, don't reject.
             depth = np.nan_to_num(depth[..., 0], nan=1e10, posinf=1e10).astype(np.float32)
-        return Frame(number, path, passes["Combined"], vectors, depth)
+        index = passes.get("Object Index")
+        if index is not None:
+            index = np.nan_to_num(index[..., 0]).astype(np.float32)
+        return Frame(number, path, passes["Combined"], vectors, depth, index)
 
 
 class ImageSequence(Sequence):

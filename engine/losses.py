@@ -55,6 +55,45 @@ def style_loss(features: dict[str, torch.Tensor], target_grams: dict[str, torch.
     return total / len(target_grams)  # type: ignore[return-value]
 
 
+def masked_gram(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Gram matrix of one region (Gatys et al. 2017, spatial control).
+
+    features N×C×h×w; mask N×1×h×w in [0, 1] at the features' size (1 inside the region).
+    Returns N×C×C: (F·m)(F·m)ᵀ / (C·Σm), the region's channel correlations per pixel of the
+    region, so it compares with a whole style image's `gram_matrix` whatever the region's
+    size. An all-ones mask gives exactly `gram_matrix(features)`.
+    """
+    h, w = features.shape[-2:]
+    area = mask.float().sum(dim=(1, 2, 3)).clamp_min(1e-6)  # N, in pixels of this layer
+    return gram_matrix(features * mask.to(features.dtype)) * (h * w / area)[:, None, None]
+
+
+def regional_style_loss(features: dict[str, torch.Tensor], targets: list[dict[str, torch.Tensor] | None],
+                        masks: torch.Tensor) -> torch.Tensor:
+    """Style loss with one target per region (Gatys et al. 2017, eq. 8-9, as means).
+
+    masks: N×K×H×W soft region masks at the image's size, summing to 1 over K; each is
+    area-averaged down to each layer's size. targets: K blended target Grams (as for
+    `style_loss`), None for a region that keeps the original (no style loss there).
+    Each region's Gram loss is weighted by the fraction of the frame it covers, so the
+    style pulls on every pixel as hard as the single-style loss does; with one all-ones
+    mask this equals `style_loss`.
+    """
+    layers = next(t for t in targets if t is not None).keys()
+    total = torch.zeros((), device=masks.device)
+    for name in layers:
+        f = features[name]
+        m = masks if tuple(masks.shape[-2:]) == tuple(f.shape[-2:]) else \
+            torch.nn.functional.interpolate(masks, size=f.shape[-2:], mode="area")
+        for k, target in enumerate(targets):
+            region = m[:, k:k + 1]
+            fraction = region.mean()
+            if target is None or float(fraction) < 1e-4:  # an empty region has no statistics
+                continue
+            total = total + fraction * (masked_gram(f, region) - target[name]).pow(2).mean()
+    return total / len(layers)
+
+
 def total_variation(image: torch.Tensor) -> torch.Tensor:
     """Mean squared difference of neighbouring pixels: suppresses high-frequency noise."""
     dx = image[..., :, 1:] - image[..., :, :-1]

@@ -14,12 +14,13 @@ import json
 import os
 import tempfile
 import time
+import dataclasses
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
-from . import colour, defaults, digests, exr, flow as flowlib, lock
+from . import colour, defaults, digests, exr, flow as flowlib, lock, regions as regionlib
 from .defaults import Settings
 from .errors import FlowstyleError
 from .estimated_flow import estimate_flow
@@ -72,6 +73,20 @@ def load_style_images(settings: Settings) -> tuple[list[tuple[torch.Tensor, floa
         digests.append(hashlib.sha256(data).hexdigest()[:16])
     if sum(w for _, w in images) <= 0:
         raise FlowstyleError("the style weights add up to 0: give at least one a positive weight.")
+    return images, digests
+
+
+def load_region_styles(settings: Settings) -> tuple[list[list[tuple[torch.Tensor, float]]], list[list[str]]]:
+    """Each region's style images and digests, as `load_style_images` ([] for "keep original")."""
+    images: list[list[tuple[torch.Tensor, float]]] = []
+    digests: list[list[str]] = []
+    for region in settings.regions:
+        if region.styles:
+            group, group_digests = load_style_images(dataclasses.replace(settings, styles=region.styles))
+        else:
+            group, group_digests = [], []
+        images.append(group)
+        digests.append(group_digests)
     return images, digests
 
 
@@ -138,6 +153,7 @@ class _Inputs:
     excess: np.ndarray  # (H, W, 3) linear amount outside [0, 1] (colour.py)
     vectors: np.ndarray | None
     depth: torch.Tensor | None  # 1×1×H×W
+    regions: torch.Tensor | None = None  # 1×(1+R)×H×W region masks (regions.py), or None
 
 
 def working_size(height: int, width: int, working_height: int) -> tuple[int, int]:
@@ -175,17 +191,24 @@ class SequenceRun:
                                  "Layer Properties > Passes, motion blur off) and render again, "
                                  "or use --flow auto to estimate the motion.")
         self.style_images, style_digests = load_style_images(s)
+        self.region_images, region_digests = load_region_styles(s)
+        if s.regions and not self.sequence.has_index:
+            raise FlowstyleError(f"{self.sequence.source(self.sequence.numbers[0])}: per-object "
+                                 "styles need the Object Index pass, and this render has none. "
+                                 "Enable View Layer Properties > Passes > Data > Object Index "
+                                 "and render again (the add-on does this when regions are set).")
         check_writable(self.out_dir)
         lock.refuse_if_held(self.out_dir)  # before the network loads: a quick refusal
         self.device = resolve_device(s.device)
         self.fingerprint = s.fingerprint(style_digests, digests.weights_digest(
-            vgg_weights_file(s.weights), os.path.join(self.out_dir, STATE_DIR)))
+            vgg_weights_file(s.weights), os.path.join(self.out_dir, STATE_DIR)), region_digests)
         h, w = self.sequence.height, self.sequence.width
         self.size = working_size(h, w, s.height or 0)
         if load_model:
             self.vgg = VGGFeatures(list(defaults.CONTENT_LAYERS + defaults.STYLE_LAYERS), s.weights,
                                    allow_download)
-            self.stylizer = Stylizer(s, self.vgg, self.style_images, self.device)
+            self.stylizer = Stylizer(s, self.vgg, self.style_images, self.device,
+                                     self.region_images)
             check_memory(self.size, self.device, s.precision)
         self._inputs: dict[int, _Inputs] = {}
         self._backward: dict[int, torch.Tensor] = {}  # frame t -> flow t→t-1 (full res)
@@ -204,9 +227,12 @@ class SequenceRun:
             depth = None
             if frame.depth is not None and self.settings.use_depth and self.use_vectors:
                 depth = torch.from_numpy(frame.depth)[None, None].to(self.device)
+            masks = None
+            if self.settings.regions and frame.index is not None:
+                masks = regionlib.region_masks(frame.index, self.settings.regions).to(self.device)
             self._inputs[number] = _Inputs(
                 number, torch.from_numpy(display).permute(2, 0, 1)[None].contiguous().to(self.device),
-                alpha, excess, frame.vectors, depth)
+                alpha, excess, frame.vectors, depth, masks)
             keep = max(self.settings.long_term, default=1) + 1
             for old in [n for n in self._inputs if n < number - keep]:
                 del self._inputs[old]
@@ -291,14 +317,19 @@ class SequenceRun:
         if not os.path.isfile(path):
             return False
         attributes = exr.read_attributes(path)
-        return (attributes.get(ATTR_FINGERPRINT) == self.fingerprint
+        return (attributes.get(ATTR_FINGERPRINT) == self.frame_fingerprint(number)
                 and attributes.get(ATTR_INPUT) == self.sequence.identity(number))
+
+    def frame_fingerprint(self, number: int) -> str:
+        """What frame `number`'s output records: the run's fingerprint and, when the style
+        strength is keyframed, that frame's strength."""
+        return self.settings.frame_fingerprint(self.fingerprint, number)
 
     def load_state(self, number: int) -> torch.Tensor:
         path = state_path(self.out_dir, number)
         try:
             state = torch.load(path, map_location=self.device, weights_only=True)
-            if state["fingerprint"] == self.fingerprint and tuple(state["image"].shape[-2:]) == self.size:
+            if state["fingerprint"] == self.frame_fingerprint(number) and tuple(state["image"].shape[-2:]) == self.size:
                 for key, scale in state.get("scales", {}).items():
                     h, w = (int(v) for v in key.split("x"))
                     self.stylizer.scales.setdefault((h, w), float(scale))
@@ -318,7 +349,8 @@ class SequenceRun:
         tmp = path + ".partial"
         scales = {f"{h}x{w}": v for (h, w), v in self.stylizer.scales.items()}
         try:
-            torch.save({"fingerprint": self.fingerprint, "image": image.cpu(), "scales": scales}, tmp)
+            torch.save({"fingerprint": self.frame_fingerprint(number), "image": image.cpu(),
+                        "scales": scales}, tmp)
             os.replace(tmp, path)
         except BaseException:  # also an interrupt: leave no half-written state behind
             if os.path.exists(tmp):
@@ -341,10 +373,15 @@ class SequenceRun:
         if self.settings.preserve_colour:
             display = colour.keep_chroma(display, render)
         rgba = colour.to_linear(display, cur.alpha, cur.excess, self.view, render)
+        if cur.regions is not None:
+            keep = regionlib.keep_original_mask(cur.regions, self.settings.regions)
+            if keep is not None:  # "keep original" objects: the render's own pixels, exactly
+                original = self.sequence.read(number).rgba
+                rgba = keep * original + (1 - keep) * rgba
         settings = asdict(self.settings)
         settings["input"] = self.sequence.source(number)
         path = output_path(self.out_dir, number)
-        exr.write_rgba(path, rgba, {ATTR_FINGERPRINT: self.fingerprint,
+        exr.write_rgba(path, rgba, {ATTR_FINGERPRINT: self.frame_fingerprint(number),
                                     ATTR_INPUT: self.sequence.identity(number),
                                     ATTR_SETTINGS: json.dumps(settings, default=list),
                                     **colour.header_attributes(self.view)})
@@ -358,10 +395,14 @@ class SequenceRun:
             return content, FrameStats()  # no style: the render itself (defaults.py)
         independent = s.temporal_strength == 0
         terms, backward_1 = ([], None) if independent else self.temporal_terms(number)
+        self.stylizer.style_strength = s.strength_at(number)
+        masks = None if cur.regions is None else resize(cur.regions, self.size)
         if terms:
             init = self.initial_image(content, terms, backward_1)
-            return self.stylizer.stylize(content, init, terms, s.iterations, pyramid=False)
-        return self.stylizer.stylize(content, content, [], s.first_iterations, pyramid=True)
+            return self.stylizer.stylize(content, init, terms, s.iterations, pyramid=False,
+                                         masks=masks)
+        return self.stylizer.stylize(content, content, [], s.first_iterations, pyramid=True,
+                                     masks=masks)
 
     def run(self) -> dict:
         """Stylize every frame not finished yet, holding the output folder's lock."""

@@ -215,11 +215,16 @@ class Stylizer:
     """Optimizes frames toward a style. Style Grams are computed once per working size."""
 
     def __init__(self, settings: Settings, vgg: VGGFeatures, styles: list[tuple[torch.Tensor, float]],
-                 device: torch.device):
-        """styles: (image 1×3×H×W display [0, 1], blend weight) pairs; weights sum to 1."""
+                 device: torch.device, regions: list[list[tuple[torch.Tensor, float]]] | None = None):
+        """styles: (image 1×3×H×W display [0, 1], blend weight) pairs; weights sum to 1.
+
+        regions: per-object styles, one list of such pairs per `settings.regions` entry
+        (an empty list keeps the original there); the frame's masks come with `stylize`.
+        """
         self.settings = settings.resolved()
         self.vgg = vgg.to(device)
         self.styles = [(img.to(device), w) for img, w in styles]
+        self.regions = [[(img.to(device), w) for img, w in group] for group in regions or []]
         self.device = device
         self.autocast = autocast_dtype(device, self.settings.precision)
         # fp16 (older CUDA GPUs, MPS): the gradients of the deep VGG layers fall below
@@ -231,6 +236,8 @@ class Stylizer:
         self.loss_scale = INITIAL_LOSS_SCALE if self.autocast is torch.float16 else None
         self._finite_in_a_row = 0
         self._grams: dict[tuple[int, int], dict[str, torch.Tensor]] = {}
+        self._region_grams: dict[tuple[int, int], list[dict[str, torch.Tensor] | None]] = {}
+        self.style_strength = self.settings.style_strength  # this frame's (keyframeable)
         # L-BFGS's last inverse-curvature estimate per working size: a new frame's first
         # step starts from it instead of from a tiny probe (lbfgs.py). Part of a run's
         # state: a resumed run restores it, or its frames would differ from an unbroken run.
@@ -246,28 +253,44 @@ class Stylizer:
     def style_grams(self, size: tuple[int, int]) -> dict[str, torch.Tensor]:
         """Blended target Grams for frames of `size` (cached: computed once per size)."""
         if size not in self._grams:
-            target_height = max(16, round(size[0] * self.settings.style_scale))
-            blended: dict[str, torch.Tensor] = {}
-            with torch.no_grad():
-                for image, weight in self.styles:
-                    h, w = image.shape[-2:]
-                    scaled = resize(image, (target_height, max(16, round(w * target_height / h))))
-                    feats = self.features(scaled)
-                    for name in defaults.STYLE_LAYERS:
-                        g = losses.gram_matrix(feats[name]) * weight
-                        blended[name] = blended[name] + g if name in blended else g
-            self._grams[size] = blended
+            self._grams[size] = self._blend(self.styles, size)
         return self._grams[size]
 
+    def group_grams(self, size: tuple[int, int]) -> list[dict[str, torch.Tensor] | None]:
+        """Targets of `losses.regional_style_loss`: the main styles' Grams for the pixels in
+        no region (mask channel 0), then each region's (None: keep the original)."""
+        if size not in self._region_grams:
+            self._region_grams[size] = [self.style_grams(size)] + [
+                self._blend(group, size) if group else None for group in self.regions]
+        return self._region_grams[size]
+
+    def _blend(self, styles: list[tuple[torch.Tensor, float]], size: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """Weighted sum of the style images' Grams, each image scaled to the working size."""
+        target_height = max(16, round(size[0] * self.settings.style_scale))
+        blended: dict[str, torch.Tensor] = {}
+        with torch.no_grad():
+            for image, weight in styles:
+                h, w = image.shape[-2:]
+                scaled = resize(image, (target_height, max(16, round(w * target_height / h))))
+                feats = self.features(scaled)
+                for name in defaults.STYLE_LAYERS:
+                    g = losses.gram_matrix(feats[name]) * weight
+                    blended[name] = blended[name] + g if name in blended else g
+        return blended
+
     def stylize(self, content: torch.Tensor, init: torch.Tensor, temporal: list[TemporalTerm],
-                iterations: int, pyramid: bool) -> tuple[torch.Tensor, FrameStats]:
+                iterations: int, pyramid: bool,
+                masks: torch.Tensor | None = None) -> tuple[torch.Tensor, FrameStats]:
         """Optimize one frame. All images 1×3×H×W display space at the working size.
 
         content: the frame; init: the starting image (the content itself for a first
         frame, the warped previous result otherwise); temporal: terms for the finest level;
-        iterations: budget per level; pyramid: climb coarse-to-fine (cold start) or not.
-        Returns the stylized image, clamped to [0, 1], and statistics.
+        iterations: budget per level; pyramid: climb coarse-to-fine (cold start) or not;
+        masks: 1×(1+R)×H×W soft region masks (channel 0: no region; then one per region)
+        when per-object styles are on. Returns the stylized image, clamped to [0, 1], and
+        statistics.
         """
+        self._masks = masks
         s = self.settings
         stats = FrameStats()
         start = time.perf_counter()
@@ -296,7 +319,7 @@ class Stylizer:
         terms = {
             "content": sum(losses.content_loss(feats[n], content_features[n])
                            for n in defaults.CONTENT_LAYERS),
-            "style": losses.style_loss(feats, grams),
+            "style": self._style_loss(feats, grams, tuple(image.shape[-2:])),
             "tv": losses.total_variation(image),
             "range": losses.out_of_range(image),
         }
@@ -305,10 +328,20 @@ class Stylizer:
                                     for t in temporal)
         return terms  # type: ignore[return-value]
 
+    _masks: torch.Tensor | None = None  # the frame's region masks (see stylize)
+
+    def _style_loss(self, feats: dict[str, torch.Tensor], grams: dict[str, torch.Tensor],
+                    size: tuple[int, ...]) -> torch.Tensor:
+        """One style everywhere, or each region's own (masks resized to this level)."""
+        if self._masks is None or not self.regions:
+            return losses.style_loss(feats, grams)
+        level = (int(size[0]), int(size[1]))
+        return losses.regional_style_loss(feats, self.group_grams(level), resize(self._masks, level))
+
     def weighted(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         s = self.settings
         total = (s.content_weight * terms["content"]
-                 + s.style_weight * s.style_strength * terms["style"]
+                 + s.style_weight * self.style_strength * terms["style"]
                  + s.tv_weight * terms["tv"]
                  + s.range_weight * terms["range"])
         if "temporal" in terms:

@@ -6,7 +6,8 @@
 
 Run as a subprocess by the tests: bpy and torch are kept out of one process
 (docs/architecture.md).
-Also writes an Object Index pass (cube = 1, ball = 2) so tests can find what moved.
+Also writes an Object Index pass (cube = 1, ball = 2) so tests can find what moved;
+--index-floor-wall also gives the floor 3 and the back wall 4 (per-object style tests).
 
 Scenes: "demo" is the add-on's demo shot. "crossing" and "overhead" are moving-object
 shots for the ghost-trail measurement (evaluate's ghost ratio): the cube and the ball
@@ -75,6 +76,7 @@ def main() -> None:
     p.add_argument("--scene", default="demo", help="demo, crossing or overhead")
     p.add_argument("--moving-camera", action="store_true",
                    help="the camera pans and dollies across the shot (every pixel moves)")
+    p.add_argument("--index-floor-wall", action="store_true")
     args = p.parse_args()
     scene = build_demo_scene(width=args.width, height=args.height, frames=args.frames,
                              samples=args.samples, transparent_sky=args.transparent)
@@ -91,6 +93,9 @@ def main() -> None:
             cam.keyframe_insert("rotation_euler", frame=frame)
     bpy.data.objects["FS_Cube"].pass_index = 1
     bpy.data.objects["FS_Ball"].pass_index = 2
+    if args.index_floor_wall:
+        bpy.data.objects["FS_Floor"].pass_index = 3
+        bpy.data.objects["FS_Wall"].pass_index = 4
     scene.view_layers[0].use_pass_object_index = True
     render_multilayer_exrs(scene, args.out, depth=not args.no_depth, vectors=not args.no_vectors)
 

@@ -1,0 +1,90 @@
+"""The artist's add-on features on real Blender (bpy), with the fake engine for speed:
+per-object styles (regions -> Object Index pass + job) and keyframed strength/mix."""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import OpenEXR
+import pytest
+
+from addon_helpers import fake_calls, fake_engine, new_scene, style_image
+
+import bpy
+from addon import batch, compositor, per_object, settings
+
+
+@pytest.fixture
+def engine_root(tmp_path: pathlib.Path) -> str:
+    return fake_engine(str(tmp_path / "fake"))
+
+
+def _args(tmp_path: pathlib.Path, engine_root: str, *extra: str) -> list[str]:
+    return ["stylize", "--style", style_image(str(tmp_path)), "--out", str(tmp_path / "out"),
+            "--python", sys.executable, "--engine-root", engine_root, *extra]
+
+
+def test_a_region_from_the_selection_renders_object_index_and_reaches_the_job(
+        tmp_path: pathlib.Path, engine_root: str) -> None:
+    scene = new_scene()
+    cube = next(o for o in scene.objects if o.type == "MESH")
+    for obj in scene.objects:
+        obj.select_set(obj == cube)
+    bpy.context.view_layer.objects.active = cube
+    assert bpy.ops.flowstyle.region_add(source="SELECTED") == {"FINISHED"}
+    props = settings.settings_of(scene)
+    (region,) = props.regions
+    assert cube.pass_index == region.index >= 1 and region.name == cube.name
+    region.path = style_image(str(tmp_path))
+    # A second region from another selection gets another index; "keep original" has no style.
+    light = next(o for o in scene.objects if o.type == "LIGHT")
+    second = per_object.add_region(scene, [light], "Light")
+    second.keep_original = True
+    assert second.index != region.index
+    layer = scene.view_layers[0]
+    assert not layer.use_pass_object_index
+
+    assert batch.main(_args(tmp_path, engine_root)) == 0
+
+    job = fake_calls(engine_root)[0]["job"]
+    assert job["regions"] == [
+        {"index": region.index, "styles": [{"path": style_image(str(tmp_path)), "weight": 1.0}]},
+        {"index": second.index, "styles": []}]
+    render = tmp_path / "out" / "render" / "render_0001.exr"
+    with OpenEXR.File(str(render), header_only=True) as f:
+        names = [c.name for p in f.parts for c in p.header["channels"]]
+    assert any(n.endswith(".Object Index.X") for n in names), names
+    assert not layer.use_pass_object_index  # the user's pass settings were put back
+
+
+def test_no_regions_no_object_index_and_no_new_job_keys(tmp_path: pathlib.Path, engine_root: str) -> None:
+    new_scene()
+    assert batch.main(_args(tmp_path, engine_root)) == 0
+    job = fake_calls(engine_root)[0]["job"]
+    assert "regions" not in job and "style_strengths" not in job
+
+
+def test_keyframed_strength_is_sampled_per_frame_and_mix_drives_the_compositor(
+        tmp_path: pathlib.Path, engine_root: str) -> None:
+    scene = new_scene(frames=(1, 3))
+    props = settings.settings_of(scene)
+    props.style_strength = 0.0
+    scene.keyframe_insert('flowstyle.style_strength', frame=1)
+    props.style_strength = 1.0
+    scene.keyframe_insert('flowstyle.style_strength', frame=3)
+    props.mix = 0.0
+    scene.keyframe_insert('flowstyle.mix', frame=1)
+    props.mix = 1.0
+    scene.keyframe_insert('flowstyle.mix', frame=3)
+
+    assert batch.main(_args(tmp_path, engine_root)) == 0
+
+    strengths = fake_calls(engine_root)[0]["job"]["style_strengths"]
+    assert strengths["1"] == pytest.approx(0.0) and strengths["3"] == pytest.approx(1.0)
+    assert 0.0 < strengths["2"] < 1.0
+    factor = compositor._mix_sockets(scene.compositing_node_group.nodes["Flowstyle Mix"])[0]
+    scene.frame_set(1)
+    assert factor.default_value == pytest.approx(0.0)
+    scene.frame_set(3)
+    assert factor.default_value == pytest.approx(1.0)
