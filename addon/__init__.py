@@ -14,13 +14,14 @@ Modules, in the order a newcomer might read them:
     settings.py       per-scene settings;  preferences.py: per-machine settings
     operators.py, ui.py  the Blender UI;  batch.py: `blender -b ... --command flowstyle`
     per_object.py     per-object styles (Pass Index regions);  animation.py: keyframed values
+    shelf.py          the style shelf (public-domain paintings in styles/)
 """
 
 from __future__ import annotations
 
-from . import batch, operators, per_object, preferences, settings, ui
+from . import batch, operators, per_object, preferences, settings, shelf, ui
 
-_MODULES = (preferences, settings, operators, per_object, ui, batch)
+_MODULES = (preferences, settings, operators, per_object, shelf, ui, batch)
 
 
 def register() -> None:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import bpy
 
-from . import per_object, pipeline, settings
+from . import per_object, pipeline, settings, shelf
 
 Icon = Literal["CHECKMARK", "INFO", "ERROR"]
 
@@ -43,6 +43,11 @@ def draw_flowstyle(layout: bpy.types.UILayout, context: bpy.types.Context) -> No
     buttons = row.column(align=True)
     buttons.operator("flowstyle.style_add", icon="ADD", text="")
     buttons.operator("flowstyle.style_remove", icon="REMOVE", text="")
+
+    header, body = layout.panel("flowstyle_shelf", default_closed=False)
+    header.label(text="Style Shelf")
+    if body is not None:
+        shelf.draw_shelf(body)
 
     header, body = layout.panel("flowstyle_per_object", default_closed=True)
     header.label(text="Per-Object Styles")

@@ -61,8 +61,9 @@ def _frames(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"--frames wants START:END, e.g. 1:48, not {text!r}") from None
 
 
-def _add_stylize(sub: Any) -> None:
-    p = sub.add_parser("stylize", help="stylize a sequence (EXR folder or pattern, images, video)")
+def _add_stylize(sub: Any, name: str = "stylize",
+                 help: str = "stylize a sequence (EXR folder or pattern, images, video)") -> Any:
+    p = sub.add_parser(name, help=help)
     p.add_argument("input", nargs="?", help="folder, pattern (render_####.exr) or video file")
     p.add_argument("--out", help="output folder (created if missing)")
     p.add_argument("--job", help="a JSON job file (keys as the options; options given here win)")
@@ -118,6 +119,8 @@ def _add_stylize(sub: Any) -> None:
     c.add_argument("--gamma", type=float, help="display gamma after the view (default 1)")
     c.add_argument("--preserve-colour", action="store_true", default=None,
                    help="keep the render's colours, take only the style's luminance pattern")
+
+    return p
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -299,6 +302,20 @@ def _batch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _preview_frame(args: argparse.Namespace) -> int:
+    progress = Progress(args.progress)
+    try:
+        settings, input_path, out, allow_download = settings_from(args)
+        from .preview_frame import preview_frame
+        report = preview_frame(input_path, args.frame, out, settings, progress, allow_download)
+    except FlowstyleError as exc:
+        progress.error(str(exc))
+        return 2
+    print(json.dumps(report) if args.progress == "jsonl" else
+          f"preview of frame {report['frame']} ({report['seconds']} s): {report['out']}")
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate
     report = evaluate(args.input, args.output, height=args.height, device=args.device)
@@ -344,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_stylize(sub)
     _add_train(sub)
+    pf = _add_stylize(sub, "preview-frame", "stylize ONE frame fast into an EXR showing "
+                      "original | stylized side by side (--out FILE.exr)")
+    pf.add_argument("--frame", type=int, help="the frame to preview (default: the first)")
     e = sub.add_parser("evaluate", help="temporal stability and style/content losses, as JSON")
     e.add_argument("input", help="the input sequence (its Vector pass gives the true motion)")
     e.add_argument("output", help="the folder of stylized frames")
@@ -369,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         # The add-on's Cancel (and `kill`) send SIGTERM: stop as on Ctrl-C, so the output
         # folder's lock is released and no half-written file is left.
         signal.signal(signal.SIGTERM, _terminated)
-    handlers = {"stylize": _stylize, "batch": _batch, "train": _train, "evaluate": _evaluate, "preview": _preview, "check": _check}
+    handlers = {"stylize": _stylize, "preview-frame": _preview_frame, "batch": _batch, "train": _train, "evaluate": _evaluate, "preview": _preview, "check": _check}
     try:
         return handlers[args.command](args)
     except FlowstyleError as exc:

@@ -42,6 +42,10 @@ PRESETS: dict[str, dict[str, int]] = {
     "final": {"height": 512, "first_iterations": 300, "iterations": 120},
 }
 
+# `python -m engine preview-frame` (the add-on's Preview Frame): one frame, no temporal
+# term, a small working height and a short cold start, for look development in seconds.
+PREVIEW_FRAME: dict[str, int] = {"height": 192, "first_iterations": 60}
+
 
 METHODS = ("optimize", "network", "hybrid")
 # Settings only the network and its training read (left out of optimize's fingerprint).

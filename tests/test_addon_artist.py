@@ -88,3 +88,23 @@ def test_keyframed_strength_is_sampled_per_frame_and_mix_drives_the_compositor(
     assert factor.default_value == pytest.approx(0.0)
     scene.frame_set(3)
     assert factor.default_value == pytest.approx(1.0)
+
+
+def test_style_shelf_thumbnails_and_one_click_add() -> None:
+    from addon import shelf
+    scene = new_scene()
+    total = 0
+    readme = (pathlib.Path(shelf.SHELF_DIR) / "README.md").read_text()
+    for painting in shelf.PAINTINGS:
+        size = pathlib.Path(painting.path).stat().st_size
+        assert size < 400_000, painting.path  # a few hundred KB at most
+        total += size
+        assert painting.key + ".jpg" in readme and "public domain" in readme
+        assert painting.key in shelf._previews["shelf"]  # loaded as a thumbnail
+    assert total < 1_500_000
+
+    assert bpy.ops.flowstyle.shelf_add(key="scream") == {"FINISHED"}
+    assert bpy.ops.flowstyle.shelf_add(key="scream") == {"FINISHED"}  # not added twice
+    props = settings.settings_of(scene)
+    assert [s.path for s in props.styles] == [shelf.painting("scream").path]
+    assert props.styles[0].weight == 1.0
