@@ -15,13 +15,14 @@ Modules, in the order a newcomer might read them:
     operators.py, ui.py  the Blender UI;  batch.py: `blender -b ... --command flowstyle`
     per_object.py     per-object styles (Pass Index regions);  animation.py: keyframed values
     shelf.py          the style shelf (public-domain paintings in styles/)
+    preview_frame.py  Preview Frame: one frame, fast, side by side with the render
 """
 
 from __future__ import annotations
 
-from . import batch, operators, per_object, preferences, settings, shelf, ui
+from . import batch, operators, per_object, preferences, preview_frame, settings, shelf, ui
 
-_MODULES = (preferences, settings, operators, per_object, shelf, ui, batch)
+_MODULES = (preferences, settings, operators, per_object, shelf, preview_frame, ui, batch)
 
 
 def register() -> None:

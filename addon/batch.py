@@ -81,6 +81,22 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--save", action="store_true",
                     help="save the .blend afterwards (keeps the compositor wiring)")
 
+    pv = sub.add_parser("preview", help="stylize one frame fast: an EXR of render | stylized")
+    pv.add_argument("--frame", type=int, help="the frame (default: the scene's current frame)")
+    pv.add_argument("--out", required=True, help="the side-by-side EXR to write")
+    pv.add_argument("--scene", help="scene name (default: the file's active scene)")
+    pv.add_argument("--view-layer", help="view layer to render (default: the active one)")
+    pv.add_argument("--style", action="append", metavar="PATH[:WEIGHT]")
+    pv.add_argument("--style-strength", type=float)
+    pv.add_argument("--height", type=int, help="working height (default: the engine's preview size)")
+    pv.add_argument("--first-iterations", type=int, help="optimizer iterations")
+    pv.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    pv.add_argument("--weights", help="caffe, torchvision or a weights file")
+    pv.add_argument("--python", help="interpreter that runs the engine (needs torch)")
+    pv.add_argument("--engine-root", help="folder containing the engine package (advanced)")
+    pv.add_argument("--rerender", action="store_true", default=None,
+                    help="render the frame again even if an earlier preview render matches")
+
     ck = sub.add_parser("check", help="check the engine interpreter (torch, device, weights)")
     ck.add_argument("--python", help="interpreter that runs the engine")
     ck.add_argument("--engine-root", help="folder containing the engine package (advanced)")
@@ -163,6 +179,46 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_preview(args: argparse.Namespace) -> int:
+    """`preview`: render frame N if needed, stylize it alone, write render | stylized."""
+    from . import preview_frame
+    scene = bpy.data.scenes.get(args.scene) if args.scene else bpy.context.scene
+    if scene is None:
+        _error(f"no scene called {args.scene!r} (scenes: {', '.join(bpy.data.scenes.keys())})")
+        return 1
+    frame = scene.frame_current if args.frame is None else args.frame
+    # The stylize options the preview does not take are left to the scene's settings.
+    options = argparse.Namespace(**{**{name: None for name in (
+        "frames", "preset", "temporal_strength", "flow", "use_depth", "seed", "iterations",
+        "mix")}, **vars(args), "out": None})
+    try:
+        spec = spec_from_args(scene, options)
+    except JobError as exc:
+        _error(str(exc))
+        return 1
+    preview = preview_frame.preview_spec(scene, frame)
+    spec.out_dir, spec.frame_start, spec.frame_end = preview.out_dir, frame, frame
+    if args.style_strength is None:
+        spec.style_strengths = preview.style_strengths
+    else:
+        spec.style_strengths = {}
+    layer = args.view_layer or (bpy.context.view_layer.name if bpy.context.scene == scene
+                                and bpy.context.view_layer else scene.view_layers[0].name)
+    try:
+        run = preview_frame.run_batch(scene, layer, spec, _abspath(args.out), _print)
+    except StylizeError as exc:
+        for line in str(exc).splitlines():
+            _error(line)
+        return 1
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+    if run.phase is not Phase.DONE:
+        _error(run.message)
+        return 1
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     root = _abspath(args.engine_root) if args.engine_root else engine_client.default_engine_root()
     if root is None:
@@ -187,6 +243,8 @@ def main(argv: list[str]) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits on --help and on bad usage
         return int(exc.code) if isinstance(exc.code, int) else 2
+    if args.command == "preview":
+        return cmd_preview(args)
     if args.command == "stylize":
         return cmd_stylize(args)
     return cmd_check(args)

@@ -109,6 +109,7 @@ def _draw_run(layout: bpy.types.UILayout, scene: bpy.types.Scene) -> None:
         row.operator("flowstyle.cancel", text="", icon="CANCEL")
         return
     row = layout.row(align=True)
+    row.operator("flowstyle.preview_frame", icon="IMAGE_DATA")
     row.operator("flowstyle.stylize", icon="BRUSH_DATA")
     row.operator("flowstyle.send_to_farm", icon="NETWORK_DRIVE")
     last = pipeline.LAST_RESULT.get(scene.name)

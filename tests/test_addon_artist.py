@@ -108,3 +108,28 @@ def test_style_shelf_thumbnails_and_one_click_add() -> None:
     props = settings.settings_of(scene)
     assert [s.path for s in props.styles] == [shelf.painting("scream").path]
     assert props.styles[0].weight == 1.0
+
+
+@pytest.mark.slow
+def test_batch_preview_renders_the_frame_and_writes_render_beside_stylized(tmp_path: pathlib.Path) -> None:
+    """The real engine, on one 64x48 frame: `--command flowstyle preview --frame N --out`."""
+    import numpy as np
+    from addon import preview_frame
+    from addon_helpers import REPO
+    from engine import exr
+    scene = new_scene(frames=(1, 3))
+    shot_out = settings.spec_from_scene(scene).out_dir
+    out = tmp_path / "preview.exr"
+    code = batch.main(["preview", "--frame", "2", "--out", str(out), "--style",
+                       style_image(str(tmp_path)), "--first-iterations", "5",
+                       "--python", sys.executable, "--engine-root", REPO])
+    assert code == 0
+    side = exr.read_rgba(str(out))
+    assert side.shape == (48, 128, 4)
+    render = preview_frame.scratch_dir(scene, 2) + "/render/render_0002.exr"
+    original = exr.read_passes(render, exr.read_layout(render))["Combined"]
+    np.testing.assert_array_equal(side[:, :64], original)  # left: the render itself
+    assert np.abs(side[:, 64:, :3] - original[..., :3]).mean() > 1e-3  # right: stylized
+    assert not pathlib.Path(shot_out).exists()  # the shot's output folder is not touched
+    image = bpy.data.images[preview_frame.IMAGE_NAME]
+    assert tuple(image.size) == (128, 48)
