@@ -16,13 +16,16 @@ Modules, in the order a newcomer might read them:
     per_object.py     per-object styles (Pass Index regions);  animation.py: keyframed values
     shelf.py          the style shelf (public-domain paintings in styles/)
     preview_frame.py  Preview Frame: one frame, fast, side by side with the render
+    installer.py      Install Engine's work (no bpy);  install_ui.py: its button
 """
 
 from __future__ import annotations
 
-from . import batch, operators, per_object, preferences, preview_frame, settings, shelf, ui
+from . import (batch, install_ui, operators, per_object, preferences, preview_frame, settings,
+               shelf, ui)
 
-_MODULES = (preferences, settings, operators, per_object, shelf, preview_frame, ui, batch)
+_MODULES = (preferences, install_ui, settings, operators, per_object, shelf, preview_frame, ui,
+            batch)
 
 
 def register() -> None:

@@ -72,9 +72,22 @@ class FlowstylePreferences(bpy.types.AddonPreferences):
         name="Chunk Size", default=24, min=2, soft_max=200,
         description="Frames per farm task; each chunk after the first starts a few frames "
                     "early and the shared frames are blended")
+    # Install Engine (install_ui.py): where its packages come from, which Python it uses.
+    install_python: StringProperty(
+        name="Python for the Environment", subtype="FILE_PATH", default="",
+        description="A Python 3.11+ to make the engine's environment from (empty: Blender's own)")
+    install_wheels: StringProperty(
+        name="Wheel Folder", subtype="DIR_PATH", default="",
+        description="Install from this folder of wheel files only, offline (empty: download)")
+    install_index_url: StringProperty(
+        name="Torch Index", default="",
+        description="Extra package index for torch's build (e.g. PyTorch's CPU-only or CUDA "
+                    "wheel index from its install selector; empty: the default index)")
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
+        from . import install_ui  # (imports this module)
+        install_ui.draw_install(layout, self)
         layout.prop(self, "python_path")
         if not self.python_path:
             layout.label(text=f"Using: {engine_client.guess_python()}", icon="INFO")

