@@ -8,11 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from conftest import FAST, STYLE, jsonl_events, read_frame, run_engine
+from conftest import STYLE, jsonl_events, read_frame, run_engine
 from engine import exr
 from engine.run import ATTR_FINGERPRINT
 
 pytestmark = pytest.mark.slow
+QUICK = ["--height", "72", "--first-iterations", "12"]  # two independent frames, cold starts
 
 
 def _job(tmp_path, shot, strengths):
@@ -24,7 +25,7 @@ def _job(tmp_path, shot, strengths):
 
 
 def test_strength_follows_the_keys_and_a_changed_key_redoes_only_its_frame(shot, tmp_path):
-    run_engine("stylize", "--job", _job(tmp_path, shot, {"1": 0.0, "2": 1.0}), *FAST,
+    run_engine("stylize", "--job", _job(tmp_path, shot, {"1": 0.0, "2": 1.0}), *QUICK,
                "--progress", "none")
     out = tmp_path / "out"
     change = []
@@ -38,7 +39,7 @@ def test_strength_follows_the_keys_and_a_changed_key_redoes_only_its_frame(shot,
               for n in (1, 2)]
     assert prints[0] != prints[1]
 
-    result = run_engine("stylize", "--job", _job(tmp_path, shot, {"1": 0.0, "2": 0.5}), *FAST,
+    result = run_engine("stylize", "--job", _job(tmp_path, shot, {"1": 0.0, "2": 0.5}), *QUICK,
                         "--progress", "jsonl")
     events = jsonl_events(result.stdout)
     assert [e["frame"] for e in events if e["event"] == "frame_skipped"] == [1]
