@@ -1,0 +1,202 @@
+"""Benchmark of the network method against optimization on the same shot; prints a table.
+
+    python bench/network.py [--width 192 --height 128 --frames 8 --steps 300 --crop 128]
+                            [--gpu-tflops 20] [--work /tmp/flowstyle-bench-network]
+
+Renders the demo shot with real Blender (tests/render_shot.py), then on it:
+  * optimize (the preview preset's iterations, at the frames' full size) and the
+    network (trained here for --steps steps on --crop crops): seconds per frame,
+    warping error against the render's own floor, style loss, ghost ratio (evaluate);
+  * the network's inference alone (best of 5, one frame at the shot's size and at 1080p);
+  * a training step at 256-px crops with the default network (a 384x256 render);
+  * FLOPs of one 1080p frame (convolutions, counted from the layer shapes) and the frame
+    rate that implies at --gpu-tflops sustained;
+  * hybrid's first frame: iterations and final loss against optimize's first frame;
+  * a 100-frame 1080p shot: train + stylize against optimize, extrapolated as printed.
+Sizes are small because the machine is small; every extrapolation says how it was made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import torch  # noqa: E402
+
+from engine.defaults import PRESETS, Settings, StyleImage  # noqa: E402
+from engine.evaluate import evaluate  # noqa: E402
+from engine.network import flops_per_pixel, parameter_count  # noqa: E402
+from engine.network_run import HybridRun, NetworkRun  # noqa: E402
+from engine.run import SequenceRun  # noqa: E402
+from engine.train import Trainer, load_model  # noqa: E402
+
+STYLE = os.path.join(ROOT, "engine", "styles", "starry_night.jpg")
+HD = (1080, 1920)
+
+
+def render(out: str, width: int, height: int, frames: int, samples: int) -> str:
+    if not os.path.isdir(out) or len(os.listdir(out)) < frames:
+        subprocess.run([sys.executable, os.path.join(ROOT, "tests", "render_shot.py"), out,
+                        "--width", str(width), "--height", str(height), "--frames", str(frames),
+                        "--samples", str(samples)], check=True, capture_output=True)
+    return out
+
+
+def optimize(shot: str, out: str) -> tuple[float, dict]:
+    """Optimize every frame at full size (preview preset iterations); (s/frame, first frame stats)."""
+    shutil.rmtree(out, ignore_errors=True)
+    run = SequenceRun(shot, out, Settings(styles=[StyleImage(STYLE)], height=0))
+    seconds, first = [], None
+    for number in run.sequence.numbers:
+        image, stats = run.stylize_frame(number)
+        run.results[number] = image
+        run.write(number, image)
+        seconds.append(stats.seconds)
+        first = first or stats
+    return sum(seconds) / len(seconds), {"iterations": first.iterations, "loss": first.loss_end,
+                                         "seconds": first.seconds}
+
+
+def best_of(fn, repeats: int = 5) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--width", type=int, default=192)
+    p.add_argument("--height", type=int, default=128)
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--crop", type=int, default=128)
+    p.add_argument("--gpu-tflops", type=float, default=20.0,
+                   help="sustained dense bf16 TFLOP/s assumed for the GPU frame rate")
+    p.add_argument("--work", default="/tmp/flowstyle-bench-network")
+    args = p.parse_args()
+    os.makedirs(args.work, exist_ok=True)
+    w = args.work
+    shot = render(os.path.join(w, "shot"), args.width, args.height, args.frames, 16)
+    big = render(os.path.join(w, "shot256"), 384, 256, 3, 4)
+    rows: list[tuple[str, str, str]] = []
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, shot "
+          f"{args.width}x{args.height} x {args.frames} frames", flush=True)
+
+    # Training on the shot (fresh: no checkpoint reuse).
+    model = os.path.join(w, "model.pt")
+    for path in (model, os.path.splitext(model)[0] + ".checkpoint.pt"):
+        if os.path.exists(path):
+            os.remove(path)
+    settings = Settings(styles=[StyleImage(STYLE)], train_steps=args.steps, train_crop=args.crop,
+                        train_preview_every=0, train_checkpoint_every=10**9)
+    trained = Trainer(shot, model, settings).run()
+    per_step = trained["seconds"] / args.steps
+    rows.append(("train on the shot", f"{args.steps} steps, {args.crop}-px crops",
+                 f"{trained['seconds']:.0f} s ({per_step:.2f} s/step)"))
+
+    # A training step at 256 px with the default network.
+    t256 = Trainer(big, os.path.join(w, "m256.pt"), Settings(
+        styles=[StyleImage(STYLE)], train_steps=6, train_preview_every=0,
+        train_checkpoint_every=10**9))
+    for path in (t256.model_path, os.path.splitext(t256.model_path)[0] + ".checkpoint.pt"):
+        if os.path.exists(path):
+            os.remove(path)
+    network, optimizer, generator = t256.new_state()
+    step_times = []
+    for step in range(6):
+        start = time.perf_counter()
+        batch = t256.batch(generator)
+        loss, _ = t256.loss_terms(network, batch.previous, batch.current, batch.flow, batch.mask, 0)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        step_times.append(time.perf_counter() - start)
+    step256 = sorted(step_times[1:])[len(step_times[1:]) // 2]
+    rows.append(("train step at 256 px", "batch 1 pair (2 images), default network",
+                 f"{step256:.2f} s/step -> 800 steps {800 * step256 / 60:.1f} min"))
+
+    # Stylizing: network vs optimize.
+    net_out = os.path.join(w, "network")
+    shutil.rmtree(net_out, ignore_errors=True)
+    net_run = NetworkRun(shot, net_out, Settings(method="network", model=model))
+    start = time.perf_counter()
+    net_run.run()
+    net_per_frame_run = (time.perf_counter() - start) / args.frames
+    frame = net_run.inputs(net_run.sequence.numbers[0]).display
+    infer = best_of(lambda: net_run.stylize_batch(frame))
+    hd = torch.rand(1, 3, *HD)
+    infer_hd = best_of(lambda: net_run.stylize_batch(hd), repeats=2)
+    opt_per_frame, opt_first = optimize(shot, os.path.join(w, "optimize"))
+    rows.append(("optimize, s/frame", f"{args.width}x{args.height}, preview preset iterations "
+                 f"({PRESETS['preview']['first_iterations']}/{PRESETS['preview']['iterations']})",
+                 f"{opt_per_frame:.2f}"))
+    rows.append(("network inference, s/frame", f"{args.width}x{args.height}, best of 5",
+                 f"{infer:.4f} ({opt_per_frame / infer:.0f}x faster)"))
+    rows.append(("network stylize, s/frame", "whole run incl. EXR read/write",
+                 f"{net_per_frame_run:.3f} ({opt_per_frame / net_per_frame_run:.0f}x faster)"))
+    rows.append(("network inference at 1080p", "CPU, best of 2", f"{infer_hd:.2f} s"))
+    config = load_model(model).network.config
+    flops = flops_per_pixel(config) * HD[0] * HD[1]
+    rows.append(("network FLOPs per 1080p frame", f"{parameter_count(load_model(model).network) / 1e6:.2f} M "
+                 "params, convolutions from layer shapes",
+                 f"{flops / 1e9:.0f} GFLOP -> {args.gpu_tflops * 1e12 / flops:.0f} fps at "
+                 f"{args.gpu_tflops:g} TFLOP/s"))
+
+    # Quality.
+    e_net = evaluate(shot, net_out)
+    e_opt = evaluate(shot, os.path.join(w, "optimize"))
+    floor = e_net["warping_error"]["input"]
+    for name, e in (("optimize", e_opt), ("network", e_net)):
+        ghost = (e.get("ghost_ratio") or {}).get("output")
+        rows.append((f"{name}: warping error", f"render floor {floor:.5f}",
+                     f"{e['warping_error']['output']:.5f} ({e['warping_error']['output'] / floor:.2f}x floor)"))
+        rows.append((f"{name}: style loss", "evaluate, same height", f"{e['style_loss']:.0f}"))
+        rows.append((f"{name}: ghost ratio", "evaluate (about 1: no trail)",
+                     "n/a" if ghost is None else f"{ghost:.2f}"))
+    rows.append(("network / optimize style loss", "target <= 1.5",
+                 f"{e_net['style_loss'] / e_opt['style_loss']:.2f}"))
+
+    # Hybrid's first frame.
+    hybrid = HybridRun(shot, os.path.join(w, "hybrid"), Settings(method="hybrid", model=model,
+                                                                   height=0))
+    _, h_stats = hybrid.stylize_frame(hybrid.sequence.numbers[0])
+    rows.append(("optimize first frame", "iterations, final loss",
+                 f"{opt_first['iterations']}, {opt_first['loss']:.4g}"))
+    rows.append(("hybrid first frame", "started from the network",
+                 f"{h_stats.iterations}, {h_stats.loss_end:.4g}"))
+
+    # A 100-frame 1080p shot, extrapolated linearly in pixels from the measured sizes.
+    pixels = args.width * args.height
+    preview_h = PRESETS["preview"]["height"]
+    preview_px = preview_h * round(preview_h * 16 / 9)
+    opt_preview = 100 * opt_per_frame * preview_px / pixels
+    opt_full = 100 * opt_per_frame * HD[0] * HD[1] / pixels
+    net_total = 800 * step256 + 100 * infer_hd
+    rows.append(("100 frames 1080p: optimize", f"preview preset (working {preview_h} px), "
+                 "s/frame x pixels ratio", f"{opt_preview / 60:.0f} min"))
+    rows.append(("100 frames 1080p: optimize", "at full 1080p, s/frame x pixels ratio",
+                 f"{opt_full / 3600:.1f} h"))
+    rows.append(("100 frames 1080p: network", "800 steps at 256 px + 100 x 1080p inference",
+                 f"{net_total / 60:.0f} min ({net_total / opt_preview:.2f}x preview optimize, "
+                 f"{net_total / opt_full:.3f}x full-size)"))
+
+    width = max(len(r[0]) for r in rows)
+    how = max(len(r[1]) for r in rows)
+    print(f"\n{'measure'.ljust(width)}  {'how'.ljust(how)}  value")
+    for name, detail, value in rows:
+        print(f"{name.ljust(width)}  {detail.ljust(how)}  {value}")
+
+
+if __name__ == "__main__":
+    main()
