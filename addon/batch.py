@@ -187,10 +187,11 @@ def cmd_preview(args: argparse.Namespace) -> int:
         _error(f"no scene called {args.scene!r} (scenes: {', '.join(bpy.data.scenes.keys())})")
         return 1
     frame = scene.frame_current if args.frame is None else args.frame
-    # The stylize options the preview does not take are left to the scene's settings.
-    options = argparse.Namespace(**{**{name: None for name in (
-        "frames", "preset", "temporal_strength", "flow", "use_depth", "seed", "iterations",
-        "mix")}, **vars(args), "out": None})
+    # The stylize options the preview does not take keep their defaults (the scene's
+    # settings); the preview's own --out is a file, not the output folder.
+    defaults = build_parser().parse_args(["stylize"])
+    options = argparse.Namespace(**{**vars(defaults), **vars(args), "out": None,
+                                    "command": "stylize"})
     try:
         spec = spec_from_args(scene, options)
     except JobError as exc:

@@ -18,6 +18,7 @@ Batch: `blender -b shot.blend --command flowstyle preview --frame N --out previe
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from typing import Any, Callable
 
@@ -27,6 +28,7 @@ from . import job, settings
 from .engine_client import EngineProcess
 from .job import JobSpec
 from .pipeline import Phase, StylizeError, StylizeRun, resolve_engine_root
+from .render import FrameRenderer
 from .typing_bl import OperatorResult, context_scene, window_manager
 
 IMAGE_NAME = "Flowstyle Preview"
@@ -60,6 +62,13 @@ class PreviewRun(StylizeRun):
         super().__init__(scene, view_layer, spec, on_message, render_job)
         self.out_file = out_file
         self.image_name = ""
+
+    def start(self) -> None:
+        """As StylizeRun.start; a scratch render of another stamp (the resolution or camera
+        changed since the last preview of this frame) is simply replaced: it is ours."""
+        if FrameRenderer(self._scene(), self.view_layer, self.spec).foreign_renders():
+            shutil.rmtree(self.spec.render_dir, ignore_errors=True)
+        super().start()
 
     def _start_engine(self) -> None:
         spec = self.spec

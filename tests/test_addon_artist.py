@@ -134,6 +134,14 @@ def test_batch_preview_renders_the_frame_and_writes_render_beside_stylized(tmp_p
     assert not pathlib.Path(shot_out).exists()  # the shot's output folder is not touched
     image = bpy.data.images[preview_frame.IMAGE_NAME]
     assert tuple(image.size) == (128, 48)
+    # A new resolution: the scratch render of this frame is replaced without asking (it is
+    # Flowstyle's own), and the image is reloaded.
+    scene.render.resolution_x = 48
+    assert batch.main(["preview", "--frame", "2", "--out", str(out), "--style",
+                       style_image(str(tmp_path)), "--first-iterations", "2",
+                       "--python", sys.executable, "--engine-root", REPO]) == 0
+    assert exr.read_rgba(str(out)).shape == (48, 96, 4)
+    assert tuple(bpy.data.images[preview_frame.IMAGE_NAME].size) == (96, 48)
 
 
 def test_install_engine_operator_asks_for_online_access_then_installs_from_wheels(
