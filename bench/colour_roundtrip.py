@@ -9,7 +9,10 @@
      (on all pixels, and on pixels with no channel above 1, relative to max(x, 0.01));
    - Flowstyle's way back (colour.to_display, then colour.to_linear unchanged).
    Relative error = |out - in| / max(|in|, 1): absolute below 1, relative above.
-2. With --engine-root, a real `python -m engine stylize` run from that source tree at style
+2. With --ways-back, a real AgX stylization of the plate brought back three ways (plain
+   inverse, the change, the change limited to diffuse white): the largest output, the share
+   of invented highlights and how far the artist's view of it is from what was painted.
+3. With --engine-root, a real `python -m engine stylize` run from that source tree at style
    strength 0 and temporal strength 0 on the same plate (2 frames, 32x24), and its largest
    relative error (the style-0 invariant). Point it at an older checkout to compare.
 """
@@ -86,9 +89,50 @@ def engine_invariant(engine_root: str, config: str, views: bool) -> None:
                   f"{worst:.3g}")
 
 
+def ways_back(config: str) -> None:
+    """Stylize the HDR plate for real (AgX, this tree's engine), then bring the painted
+    display image back three ways and measure what a compositor would see."""
+    import torch
+    from conftest import STYLE, write_multilayer
+    from test_colour_management import hdr_plate
+    rgba = hdr_plate(seed=0)
+    view = colour.ocio_view(config, view="AgX")
+    with tempfile.TemporaryDirectory() as tmp:
+        write_multilayer(Path(tmp) / "render_0001.exr", {"Combined": rgba})
+        out = os.path.join(tmp, "out")
+        subprocess.run([sys.executable, "-m", "engine", "stylize", tmp, "--out", out, "--style",
+                        str(STYLE), "--height", "24", "--first-iterations", "60", "--progress",
+                        "none", "--ocio-config", config, "--view", "AgX"], cwd=ROOT, check=True,
+                       capture_output=True)
+        state = torch.load(os.path.join(out, ".flowstyle", "state_000001.pt"), weights_only=True)
+    painted = state["image"][0].permute(1, 2, 0).numpy().clip(0, 1)
+    display, alpha, excess = colour.to_display(rgba, view)
+    opaque = rgba[..., 3] == 1
+    straight_in = rgba[..., :3]
+    results = {
+        "plain inverse": view.inverse(painted),
+        "change, no limit": colour.to_linear(painted, alpha, excess, view)[..., :3],
+        "change + white limit": colour.to_linear(painted, alpha, excess, view, display)[..., :3],
+    }
+    shown = opaque & (display.max(-1) < 0.99)  # pixels the view does not saturate
+    print(f"{'way back (AgX, style 1)':24} {'max out':>8} {'invented':>9} {'seen err':>9} "
+          f"{'(shown)':>8} {'(saturated)':>11}   input max {straight_in[opaque].max():.1f}, "
+          f"{(opaque & ~shown).sum() / opaque.sum():.0%} of pixels saturated by the view")
+    for name, linear in results.items():
+        out_px, in_px = linear[opaque], straight_in[opaque]
+        invented = float((out_px.max(-1) > 2 * np.maximum(in_px.max(-1), 1.0)).mean())
+        error = np.abs(np.clip(view.forward(linear), 0, 1) - painted).mean(-1)
+        print(f"{name:24} {out_px.max():8.2f} {invented:9.2%} {error[opaque].mean():9.4f} "
+              f"{error[shown].mean():8.4f} {error[opaque & ~shown].mean():11.4f}")
+    print("invented: pixels more than 2x brighter than max(input, 1); seen err: mean |view(out)"
+          " - painted| (display units), also on pixels the view shows and on those it saturates")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--engine-root", help="a source tree to run `python -m engine` from")
+    parser.add_argument("--ways-back", action="store_true",
+                        help="stylize the plate with AgX and compare three ways back")
     parser.add_argument("--no-colour-flags", action="store_true",
                         help="for an engine without --view/--working-space (before OCIO)")
     args = parser.parse_args()
@@ -97,6 +141,8 @@ def main() -> None:
         sys.exit("no installed bpy package with a config.ocio found")
     print(f"config: {config}")
     round_trips(config)
+    if args.ways_back:
+        ways_back(config)
     if args.engine_root:
         engine_invariant(os.path.abspath(args.engine_root), config, not args.no_colour_flags)
 

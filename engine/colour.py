@@ -26,7 +26,12 @@ up to float rounding: values above 1, the working space's primaries (Rec.2020, A
 everything the view cannot show survive. Where it paints, the change is the view's own
 inverse of the painted change, so the artist sees the painting through the same view,
 except that a stroke never brightens a pixel beyond the view's diffuse white or the render's
-own value (`to_linear`: no invented highlights). The ratio form (in * inverse(styl) / inverse(in)) was not taken: it divides by ~0 in blacks.
+own value (`to_linear`: no invented highlights). The cost, measured on a real AgX
+stylization (bench/colour_roundtrip.py --ways-back): where the view shows a pixel, the
+artist sees the painting within 0.008 (display units, mean); where the view saturates it
+(a highlight far above the view's white) the highlight is kept and the stroke barely shows
+there (a plain inverse would show it, but flattened the plate's 50.0 highlights to 4.2).
+The ratio form (in * inverse(styl) / inverse(in)) was not taken: it divides by ~0 in blacks.
 With the sRGB curve this is exactly the older rule "keep what clipping cut off".
 
 **Alpha** is never stylized: colour is un-premultiplied before the view, premultiplied by
