@@ -18,6 +18,13 @@ from dataclasses import dataclass, field
 CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
 STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
+# Frame edges: how VGG's convolutions pad ("reflect", or "zeros" as trained; vgg.py), and
+# the px of mirrored frame optimized around each frame and cropped off (stylize.py, at
+# the working size). Zero padding alone paints a bright rim on every frame (edge score
+# 2.2); reflect alone 1.10-1.22; with the 16 px canvas 0.88 (docs/tuning.md).
+VGG_PADDING = "reflect"
+CANVAS_MARGIN = 16
+
 # Ruder et al. 2016, eq. (7) and (8): thresholds of the reliability mask, in pixels².
 CONSISTENCY_RELATIVE = 0.01  # |w̃ + ŵ|² > 0.01 (|w̃|² + |ŵ|²) + 0.5 marks a disocclusion
 CONSISTENCY_ABSOLUTE = 0.5

@@ -199,6 +199,11 @@ def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(image, size=size, mode="bicubic", align_corners=False)
 
 
+def mirror_pad(image: torch.Tensor, margin: int) -> torch.Tensor:
+    """N×C×H×W -> N×C×(H+2m)×(W+2m): the image mirrored `margin` px past each edge."""
+    return F.pad(image, (margin, margin, margin, margin), mode="reflect")
+
+
 def pyramid_sizes(size: tuple[int, int], levels: int, min_height: int) -> list[tuple[int, int]]:
     """Working sizes from coarsest to finest: each level half the next, none below min_height."""
     h, w = size
@@ -289,7 +294,17 @@ class Stylizer:
         masks: 1×(1+R)×H×W soft region masks (channel 0: no region; then one per region)
         when per-object styles are on. Returns the stylized image, clamped to [0, 1], and
         statistics.
+
+        The optimized canvas is the frame plus a mirrored margin (defaults.CANVAS_MARGIN),
+        cropped off at the end: the frame's outer pixels are then interior pixels to VGG
+        and the optimizer, and come out like the rest (no bright rim at the edges).
         """
+        margin = min(defaults.CANVAS_MARGIN, content.shape[-2] - 1, content.shape[-1] - 1)
+        if margin > 0:
+            content, init = mirror_pad(content, margin), mirror_pad(init, margin)
+            temporal = [TemporalTerm(mirror_pad(t.warped, margin), mirror_pad(t.mask, margin), t.weight)
+                        for t in temporal]
+            masks = mirror_pad(masks, margin) if masks is not None else None
         self._masks = masks
         s = self.settings
         stats = FrameStats()
@@ -310,6 +325,8 @@ class Stylizer:
                     level_stats.loss_start, level_stats.loss_end, level_stats.terms)
                 stats.losses, stats.trajectory = level_stats.losses, level_stats.trajectory
         stats.seconds = time.perf_counter() - start
+        if margin > 0:
+            image = image[..., margin:-margin, margin:-margin]
         return image.clamp(0, 1), stats
 
     def losses(self, image: torch.Tensor, content_features: dict[str, torch.Tensor],

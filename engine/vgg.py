@@ -10,6 +10,12 @@
 
 The network is cut after the deepest layer the losses use: nothing is computed that no
 loss reads.
+
+Frame edges: with the zero padding VGG was trained with, the optimizer paints a bright
+rainbow rim 1-3 px wide around every frame (the network reads the zeros past the edge
+as a strong edge, and the style loss answers it). So the convolutions pad by reflection
+(defaults.VGG_PADDING), and the Stylizer optimizes the frame with a mirrored margin
+that it crops off (stylize.py; the measurements are in docs/tuning.md).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import os
 import torch
 import torch.nn as nn
 
+from . import defaults
 from .errors import FlowstyleError
 
 # torchvision's vgg19().features layout ("configuration E"): numbers are conv widths.
@@ -52,15 +59,20 @@ LAYER_INDEX = _layer_names()
 CONV_INDICES = [i for name, i in LAYER_INDEX.items() if name.startswith("conv")]
 
 
-def vgg19_features(last_index: int) -> nn.Sequential:
-    """VGG19's feature layers up to and including `last_index`, untrained."""
+def vgg19_features(last_index: int, padding: str = defaults.VGG_PADDING) -> nn.Sequential:
+    """VGG19's feature layers up to and including `last_index`, untrained.
+
+    padding: how each 3×3 convolution sees past the image edge, "zeros" (as trained) or
+    "reflect" (torch's padding_mode names).
+    """
     layers: list[nn.Module] = []
     channels = 3
     for item in _CONFIG:
         if item == "M":
             layers.append(nn.MaxPool2d(2, 2))
         else:
-            layers += [nn.Conv2d(channels, int(item), 3, padding=1), nn.ReLU(inplace=False)]
+            layers += [nn.Conv2d(channels, int(item), 3, padding=1, padding_mode=padding),
+                       nn.ReLU(inplace=False)]
             channels = int(item)
     return nn.Sequential(*layers[: last_index + 1])
 
@@ -151,14 +163,15 @@ class VGGFeatures(nn.Module):
     The input convention of the weights (Caffe or torchvision) is applied inside.
     """
 
-    def __init__(self, layers: list[str], source: str = "caffe", allow_download: bool = False):
+    def __init__(self, layers: list[str], source: str = "caffe", allow_download: bool = False,
+                 padding: str = defaults.VGG_PADDING):
         super().__init__()
         unknown = [n for n in layers if n not in LAYER_INDEX]
         if unknown:
             raise ValueError(f"unknown VGG19 layers {unknown}")
         self.layers = list(layers)
         self.last = max(LAYER_INDEX[n] for n in layers)
-        self.features = vgg19_features(self.last)
+        self.features = vgg19_features(self.last, padding)
         state, self.convention = load_state(source, allow_download)
         wanted = self.features.state_dict()
         state = {k: v for k, v in state.items() if k in wanted}

@@ -85,3 +85,9 @@ def test_no_ghost_trails_behind_objects_crossing_a_textured_wall(crossing):
     # ...and without giving up stability: within 1.5x the render's own noise floor.
     assert report["warping_error"]["output"] <= 1.5 * report["warping_error"]["input"]
 
+
+@pytest.mark.slow
+def test_stylized_frames_have_clean_edges(crossing):
+    # Zero padding in VGG painted a bright rainbow rim 1-3 px wide (edge score 1.75 here).
+    _, _, report = crossing
+    assert report["edge_score"]["output"] <= 1.0, report["edge_score"]
