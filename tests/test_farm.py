@@ -13,11 +13,11 @@ import pytest
 
 from conftest import ROOT, _env, jsonl_events, run_engine
 from engine import exr
-from engine.farm import alone_frames, blend_weight, plan_chunks, worker_problems
+from engine.farm import alone_frames, blend_weight, plan_chunks, pull_fraction, worker_problems
 
-# Chunks of 3 with an overlap of 2 on the 6-frame shot: chunk A computes 1-3, chunk B
-# 2-6 (starting at 2 on its own), frames 2-3 are blended, 1 and 4-6 written alone.
-CHUNKS = ["--chunk-frames", "3", "--chunk-overlap", "2"]
+# Chunks of 4 with an overlap of 1 on the 6-frame shot: chunk A computes 1-4, pulled toward
+# the anchor (frame 4 stylized on its own), chunk B 4-6 starting from it; 4 is shared.
+CHUNKS = ["--chunk-frames", "4", "--chunk-overlap", "1"]
 TINY = ["--height", "48", "--first-iterations", "8", "--iterations", "4"]
 
 
@@ -29,6 +29,14 @@ def test_chunks_own_every_frame_once_and_start_early_by_the_overlap():
     assert sorted(alone + blended) == list(range(1, 11))  # each frame written by one task
     # The later chunk's weight rises along the overlap and never jumps to 1 at once.
     assert [blend_weight(j, 2) for j in range(2)] == pytest.approx([1 / 3, 2 / 3])
+
+
+def test_the_pull_toward_the_next_anchor_closes_the_gap_in_equal_steps():
+    left, covered = 1.0, []
+    for step in range(1, 6):
+        left *= 1 - pull_fraction(step, 5)
+        covered.append(1 - left)
+    assert covered == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])  # arrives at the anchor
 
 
 def test_a_worker_that_cannot_see_a_path_says_which(tmp_path):
@@ -61,7 +69,7 @@ def test_chunked_optimization_gives_every_frame_and_a_bounded_seam(farmed, shot)
         assert rgba.shape == (72, 96, 4) and np.isfinite(rgba).all()
     seam = next(e for e in events if e["event"] == "seam")
     print(seam["message"])
-    assert seam["pairs_across"] == 3 and seam["pairs_inside"] == 2
+    assert seam["pairs_across"] == 2 and seam["pairs_inside"] == 3
     # Bounded: a hard cut between the chunks (no overlap) scores ~25 here, the blend
     # spreads the change over overlap+1 frame steps (bench/farm.py has the full numbers).
     assert seam["ratio"] <= 10
