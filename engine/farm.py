@@ -211,6 +211,11 @@ def _chunk_run_class(job: Job, directory: str, write_alone=None):
                     flow = f if flow is None else flowlib.compose(f, flow)  # t→t+1→…→target
                     back = b if back is None else flowlib.compose(back, b)  # target→…→t+1→t
                     self._toward[t] = (flow, flowlib.reliability_mask(flow, back))
+                # The anchor frame itself: keep pulling only the pixels pulled all along
+                # (a pixel the anchor's frame uncovers was never pulled; the blend takes it).
+                step_back = flowlib.resize_flow(steps[target - 1][0], self.size)
+                self._toward[target] = (torch.zeros_like(step_back),
+                                        flowlib.warp(self._toward[target - 1][1], step_back))
             return self._toward[number]
 
         def stylize_frame(self, number: int):
@@ -227,11 +232,8 @@ def _chunk_run_class(job: Job, directory: str, write_alone=None):
             # and the blend over the overlap does the rest, also where the anchor is not
             # visible from earlier frames (uncovered later), which the pull cannot reach.
             r = pull_fraction(number - first, target - first + 1)
-            if number == target:
-                pulled, mask = anchor.to(self.device), torch.ones_like(anchor[:, :1])
-            else:
-                flow, mask = self.toward_anchor(number)
-                pulled = flowlib.warp(anchor.to(self.device), flow)
+            flow, mask = self.toward_anchor(number)
+            pulled = flowlib.warp(anchor.to(self.device), flow)
             content = resize(self.inputs(number).display, self.size)
             if hasattr(self, "network_output"):  # hybrid: the network fills what history lacks
                 self._network = self.network_output(number)

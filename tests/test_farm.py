@@ -70,9 +70,9 @@ def test_chunked_optimization_gives_every_frame_and_a_bounded_seam(farmed, shot)
     seam = next(e for e in events if e["event"] == "seam")
     print(seam["message"])
     assert seam["pairs_across"] == 2 and seam["pairs_inside"] == 3
-    # Bounded: a hard cut between the chunks (no overlap) scores ~25 here, the blend
-    # spreads the change over overlap+1 frame steps (bench/farm.py has the full numbers).
-    assert seam["ratio"] <= 10
+    # Measured 1.45 here (4-frame chunks: a 3-frame run-up). A cross-fade over the overlap
+    # alone scored 3.7-6.5 at these settings; bench/farm.py has the numbers.
+    assert seam["ratio"] <= 3
     assert not (out / ".flowstyle" / "farm").exists() or not any((out / ".flowstyle" / "farm").iterdir())
     # A rerun keeps every frame.
     again = jsonl_events(run_engine("stylize", str(shot), "--out", str(out), *TINY, *CHUNKS,
