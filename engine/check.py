@@ -71,6 +71,15 @@ def check_environment(weights: str = "caffe", device: str = "auto") -> dict:
     elif weights not in ("caffe", "torchvision") and not os.path.isfile(weights):
         problems.append(f"the weights file {weights} does not exist")
         fixes.append("choose the embedded weights (caffe) or an existing VGG19 state dict file")
+    # Optional: without it colour goes through the sRGB curve, not the scene's own view.
+    try:
+        import PyOpenColorIO
+        report["opencolorio"] = PyOpenColorIO.__version__
+    except ImportError:
+        report["opencolorio"] = None
+        notes.append("OpenColorIO is not installed: colour uses the sRGB curve instead of the "
+                     f"scene's view transform (AgX, Filmic); {sys.executable} -m pip install "
+                     "opencolorio==2.6.0")
     # Optional: only `--cluster` runs need it, so its absence is a note, not a problem.
     from .farm import PIP_HINT, available
     report["distributed"] = available()

@@ -240,9 +240,9 @@ def make_view(working_space: str = "Linear Rec.709", display: str = "sRGB", view
               warn: Callable[[str], None] = print) -> View:
     """The run's View: OCIO with the found config, else the sRGB curve (said once via `warn`).
 
-    An explicitly given config that does not load, or an unknown name in a config, raises
-    ValueError with the fix: silently using another colour pipeline would give the wrong
-    picture.
+    An explicitly given (or $OCIO) config that does not load, or an unknown name in a
+    config, raises ValueError with the fix: using another colour pipeline would give the
+    wrong picture. Without the OpenColorIO package the sRGB curve is used (said once).
     """
     if not (np.isfinite(exposure) and -32 <= exposure <= 32):
         raise ValueError(f"exposure {exposure} is not a number of stops between -32 and 32")
@@ -253,10 +253,10 @@ def make_view(working_space: str = "Linear Rec.709", display: str = "sRGB", view
         try:
             return ocio_view(path, working_space, display, view, look, exposure, gamma)
         except ImportError:
-            if ocio_config:
-                raise ValueError(f"--ocio-config {ocio_config} was given but the OpenColorIO "
-                                 "package is not installed: pip install opencolorio") from None
-            missing = "the OpenColorIO package is not installed (pip install opencolorio)"
+            # Even with a config named (the add-on always sends Blender's): an engine Python
+            # without the package still runs, with the documented default.
+            missing = ("the OpenColorIO package is not installed in this Python (pip install "
+                       "opencolorio==2.6.0)")
         except OSError as exc:
             if ocio_config or why == "$OCIO":
                 raise ValueError(f"{exc}: fix the path ({why}) or leave it out.") from exc

@@ -148,6 +148,25 @@ def test_bad_gamma_or_exposure_is_refused_before_any_work(tmp_path):
     assert not list((tmp_path / "out").glob("flowstyle_*.exr"))
 
 
+def test_without_the_opencolorio_package_a_named_config_still_runs_on_the_srgb_curve(
+        monkeypatch):
+    """The add-on always names Blender's config; an engine Python without the package must
+    still stylize (with the documented default), not refuse."""
+    import builtins
+    real_import = builtins.__import__
+
+    def no_ocio(name, *args, **kwargs):  # this Python, as one without the package
+        if name == "PyOpenColorIO":
+            raise ImportError("No module named 'PyOpenColorIO'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ocio)
+    said: list[str] = []
+    view = colour.make_view(view="AgX", ocio_config=blender_config(), warn=said.append)
+    assert view.source == colour.SRGB_CURVE
+    assert len(said) == 1 and "pip install opencolorio" in said[0]
+
+
 def test_ocio_env_and_explicit_config_are_found_in_order(monkeypatch, tmp_path):
     monkeypatch.setenv("OCIO", blender_config())
     assert colour.find_config("")[0] == blender_config()
