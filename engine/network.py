@@ -9,10 +9,11 @@ edge); instance normalization (Ulyanov et al. 2016) made *conditional* (Dumoulin
 A style mix is a convex combination of the per-style (γ, β), so styles blend at run time.
 
 Fully convolutional: trained on 256-px crops, it runs on a frame of any size. Images are
-N×3×H×W display RGB in [0, 1] in and out; the output is the input plus what the network
-adds, so an untrained network starts at the frame itself (and per-shot training, which is
-small data, starts from a sensible place). The output is not clamped here: training keeps
-it inside [0, 1] with the range loss, and `stylize` clamps what is written.
+N×3×H×W display RGB in [0, 1] in and out (a sigmoid on the last layer).
+
+Why not output = input + what the network adds (an identity at the start): measured on
+the test shot (64-px crops, 120 steps), that network stayed near its content — style loss
+174k, total 1.01M — where this one reached style 71k, total 0.71M in the same steps.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ class StyleNetwork(nn.Module):
 
     image: N×3×H×W display RGB [0, 1], any H, W (padded by reflection to a multiple of 4
     inside, cropped back). mix: N×S or S style weights (see `style_mix`).
-    Returns N×3×H×W display RGB, unclamped.
+    Returns N×3×H×W display RGB in (0, 1).
     """
 
     def __init__(self, config: NetworkConfig):
@@ -117,9 +118,6 @@ class StyleNetwork(nn.Module):
         self.up = nn.ModuleList([ConvNorm(c3, c2, 3, 1, s, upsample=True),
                                  ConvNorm(c2, c1, 3, 1, s, upsample=True)])
         self.out = nn.Sequential(nn.ReflectionPad2d(4), nn.Conv2d(c1, 3, 9, 1))
-        # Start as the identity (output = input): the last layer adds nothing yet.
-        nn.init.zeros_(self.out[1].weight)
-        nn.init.zeros_(self.out[1].bias)
 
     def forward(self, image: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
         n, _, h, w = image.shape
@@ -135,8 +133,8 @@ class StyleNetwork(nn.Module):
             x = block(x, mix)
         for layer in self.up:
             x = layer(x, mix)
-        residual = self.out(x)[:, :, :h, :w]
-        return image + residual.to(image.dtype)
+        # A sigmoid keeps the output displayable without clamping away gradients.
+        return torch.sigmoid(self.out(x)[:, :, :h, :w].float()).to(image.dtype)
 
 
 def style_mix(weights: list[float] | tuple[float, ...], styles: int) -> torch.Tensor:

@@ -47,7 +47,7 @@ from .vgg import VGGFeatures
 MODEL_FORMAT = "flowstyle-network"
 # Bump when a model written by an older engine can no longer be read correctly (layout of
 # the network or of the file); the loader refuses other versions with the fix.
-MODEL_FORMAT_VERSION = 1
+MODEL_FORMAT_VERSION = 2  # 2: sigmoid output (1 added a residual to the input)
 SCALE_RANGE = (0.8, 1.25)  # random scale of a training crop, relative to the frame's size
 CACHE_BYTES = 1 << 30  # frames and flows kept in memory between steps (beyond: re-read)
 # Settings that do not change what a training run computes, step for step.
