@@ -10,6 +10,42 @@ from __future__ import annotations
 import os
 import platform
 import sys
+from typing import Any
+
+from .defaults import DEVICE_PATTERN
+from .errors import FlowstyleError
+
+
+def open_device(name: str) -> Any:
+    """The torch.device for a --device value, or a FlowstyleError saying why it cannot be
+    used here (an unknown name, CUDA without a CUDA GPU, a GPU number that does not exist).
+
+    The choice itself (what 'auto' means) is stylize.resolve_device's; this only turns
+    "cannot" into a message, before any work starts rather than at the first frame.
+    """
+    import torch
+    from .stylize import resolve_device
+    fix = "Use --device auto (the best device present) or --device cpu."
+    if not DEVICE_PATTERN.match(name):
+        raise FlowstyleError(f"--device {name}: unknown device. Choose auto, cpu, cuda, cuda:N "
+                             "(N = the GPU's number) or mps.")
+    try:
+        device = resolve_device(name)
+    except (RuntimeError, ValueError, AssertionError) as exc:
+        raise FlowstyleError(f"--device {name}: cannot be used ({exc}). {fix}") from exc
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise FlowstyleError(f"--device {name}: torch {torch.__version__} sees no CUDA GPU on "
+                                 f"this machine. {fix} For a GPU, install a CUDA build of torch "
+                                 "that matches the GPU driver.")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise FlowstyleError(f"--device {name}: this machine has {count} CUDA GPU(s), "
+                                 f"numbered 0 to {count - 1}. {fix}")
+    if device.type == "mps" and not (hasattr(torch.backends, "mps")
+                                     and torch.backends.mps.is_available()):
+        raise FlowstyleError(f"--device {name}: Apple's Metal (MPS) is not available here. {fix}")
+    return device
 
 
 def _caffe_weights_ok() -> bool:
@@ -46,11 +82,12 @@ def check_environment(weights: str = "caffe", device: str = "auto") -> dict:
         report["device"] = "cuda" if report["cuda"] else "cpu"
         if report["cuda"]:
             report["gpu"] = torch.cuda.get_device_name(0)
-        if device.startswith("cuda") and not report["cuda"]:
-            problems.append(f"device {device!r} was chosen but torch {torch.__version__} sees "
-                            "no CUDA GPU")
-            fixes.append("choose device 'auto' or 'cpu', or install a CUDA build of torch "
-                         "that matches the GPU driver")
+        try:
+            open_device(device)
+        except FlowstyleError as exc:
+            problems.append(str(exc))
+            fixes.append("choose device 'auto' or 'cpu' (or install a CUDA build of torch "
+                         "that matches the GPU driver)")
     except ImportError:
         problems.append("torch is not installed in this Python")
         fixes.append(f"{sys.executable} -m pip install torch==2.14.1 torchvision==0.29.1")

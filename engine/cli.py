@@ -10,21 +10,31 @@
     python -m engine stylize ... --cluster tcp://host:8786   (or local:N): on a Dask cluster
     python -m engine batch JOB.json [JOB2.json ...] [--cluster ADDRESS]
 
-Exit status: 0 done, 2 bad input (the message says which file or frame and what to do),
-1 an unexpected failure (a traceback, please report it), 130 interrupted (Ctrl-C).
+Exit status: 0 done, 2 bad input or environment (the message says which setting, file or
+frame and what to do: a wrong value, a damaged file, a full disk), 1 an unexpected failure
+(a bug: the message gives the path of a log with the details, please report it),
+130 stopped on request (Ctrl-C or SIGTERM). Finished frames are always kept.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import errno
 import json
 import signal
 import sys
 from typing import Any
 
-from .defaults import DEFAULT_STYLE, PRESETS, Region, Settings, StyleImage
+from .defaults import DEFAULT_STYLE, PRESETS, Region, Settings, SettingError, StyleImage, nearest
 from .errors import FlowstyleError
 from .progress import Progress
+
+# Job-file keys that are not Settings fields (every Settings field is a job key too, so a
+# field added to Settings is accepted in job files without a change here).
+JOB_ONLY_KEYS: dict[str, type] = {"input": str, "out": str, "allow_download": bool}
+# Options whose spelling is not "--" + the field name with dashes.
+OPTION_OF_FIELD = {"styles": "--style", "use_depth": "--no-depth", "regions": "--region"}
 
 
 def _style(text: str) -> StyleImage:
@@ -54,11 +64,24 @@ def _region(text: str) -> Region:
 
 
 def _frames(text: str) -> tuple[int, int]:
+    """'1:48' -> (1, 48); '7' -> (7, 7). Both ends are required with a colon: '2:' used
+    to mean frame 2 alone, which is not what anyone typing it meant."""
+    start, colon, end = text.partition(":")
     try:
-        start, _, end = text.partition(":")
-        return int(start), int(end or start)
+        return int(start), int(end if colon else start)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--frames wants START:END, e.g. 1:48, not {text!r}") from None
+        pass
+    if colon and start.strip() and not end.strip():
+        hint = f"give both ends, e.g. {start.strip()}:48 (or {start.strip()} for that frame alone)"
+    else:
+        hint = "give START:END, e.g. 1:48, or one frame number"
+    raise argparse.ArgumentTypeError(f"{text!r}: {hint}") from None
+
+
+def _remember_option_names(p: argparse.ArgumentParser) -> None:
+    """Let messages name a setting as the user typed it (dest train_steps -> --steps)."""
+    p.set_defaults(option_names={a.dest: a.option_strings[-1] for a in p._actions
+                                 if a.option_strings and a.dest != "help"})
 
 
 def _add_stylize(sub: Any, name: str = "stylize",
@@ -119,6 +142,7 @@ def _add_stylize(sub: Any, name: str = "stylize",
     c.add_argument("--gamma", type=float, help="display gamma after the view (default 1)")
     c.add_argument("--preserve-colour", action="store_true", default=None,
                    help="keep the render's colours, take only the style's luminance pattern")
+    _remember_option_names(p)
 
     return p
 
@@ -172,6 +196,7 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--progress", choices=["auto", "bar", "lines", "jsonl", "none"], default="auto")
     p.add_argument("--watch-parent", action="store_true",
                    help="stop (as on Ctrl-C) when the process that started this one ends")
+    _remember_option_names(p)
 
 
 NETWORK_OPTIONS = ("method", "model", "style_mix", "train_steps", "train_crop", "train_batch",
@@ -185,29 +210,66 @@ def _add_cluster(p: Any) -> None:
                         "(N worker processes on this machine); needs dask[distributed]")
 
 
+def job_keys() -> list[str]:
+    """Every key a job file may have: the Settings fields and the job-only keys."""
+    return [f.name for f in dataclasses.fields(Settings)] + list(JOB_ONLY_KEYS)
+
+
+def read_job(path: str) -> dict[str, Any]:
+    """Read a job file: a JSON object whose keys are `job_keys()`. Refuses, naming the key
+    and what to give, a file that is not an object, an unknown (misspelt) key, and a
+    job-only key of the wrong type; settings are checked later by Settings.validate()."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            job = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise FlowstyleError(f"{path}: cannot read the job file ({exc}).") from exc
+    if not isinstance(job, dict):
+        raise FlowstyleError(f"{path}: the job file holds a JSON {type(job).__name__}; it must be "
+                             'one object, e.g. {"input": "render/", "out": "stylized/", "styles": '
+                             '[{"path": "painting.jpg", "weight": 1.0}]}.')
+    valid = job_keys()
+    for key in job:
+        if key not in valid:
+            close = nearest(key, valid)
+            hint = f'did you mean "{close}"?' if close else "valid keys: " + ", ".join(sorted(valid))
+            raise FlowstyleError(f'{path}: unknown key "{key}" ({hint}). Remove or rename it.')
+    for key, kind in JOB_ONLY_KEYS.items():
+        if job.get(key) is not None and not isinstance(job[key], kind):
+            what = "true or false" if kind is bool else "a text in quotes (a path)"
+            raise FlowstyleError(f'{path}: "{key}" is {json.dumps(job[key])}: give {what}.')
+    return job
+
+
+def _job_value(path: str, key: str, value: Any) -> Any:
+    """A job-file value as the Settings field holds it (JSON has lists, not tuples, and
+    styles as objects). Wrong shapes are left as they are for validate() to name."""
+    if key == "styles" and isinstance(value, list):
+        styles = []
+        for st in value:
+            if not (isinstance(st, dict) and isinstance(st.get("path"), str)
+                    and set(st) <= {"path", "weight"}
+                    and isinstance(st.get("weight", 1.0), (int, float))
+                    and not isinstance(st.get("weight", 1.0), bool)):
+                raise FlowstyleError(f'{path}: "styles" holds {json.dumps(st)}: give each style as '
+                                     '{"path": "painting.jpg", "weight": 1.0} (weight optional).')
+            styles.append(StyleImage(st["path"], float(st.get("weight", 1.0))))
+        return styles
+    if isinstance(value, list):  # long_term, frames, style_mix, network_channels ...
+        return tuple(value)
+    return value
+
+
 def settings_from(args: argparse.Namespace) -> tuple[Settings, str, str, bool]:
-    """Merge a job file and command-line options into (settings, input, out, allow_download)."""
-    job: dict[str, Any] = {}
-    if args.job:
-        try:
-            with open(args.job, encoding="utf-8") as f:
-                job = json.load(f)
-        except (OSError, ValueError) as exc:
-            raise FlowstyleError(f"{args.job}: cannot read the job file ({exc}).") from exc
+    """Merge a job file and command-line options into (settings, input, out, allow_download),
+    validated: a bad value is a FlowstyleError naming the option or job key."""
+    job = read_job(args.job) if args.job else {}
     s = Settings()
-    fields = {"preset", "style_strength", "temporal_strength", "flow", "use_depth", "device",
-              "precision", "weights", "optimizer", "iterations", "first_iterations",
-              "height", "content_weight", "style_weight", "tv_weight", "temporal_weight",
-              "style_scale", "long_term", "chunk_frames", "chunk_overlap", "working_space",
-              "display", "view", "look", "exposure", "gamma", "ocio_config", "preserve_colour"}
-    fields |= set(NETWORK_OPTIONS)
-    for key, value in job.items():
-        if key in fields and value is not None:
-            setattr(s, key, tuple(value) if isinstance(value, list) else value)
-    if "styles" in job:
-        s.styles = [StyleImage(str(st["path"]), float(st.get("weight", 1.0))) for st in job["styles"]]
-    if job.get("frames"):
-        s.frames = (int(job["frames"][0]), int(job["frames"][1]))
+    from_job = set()
+    for f in dataclasses.fields(Settings):
+        if job.get(f.name) is not None and f.name not in ("regions", "style_strengths"):
+            setattr(s, f.name, _job_value(args.job, f.name, job[f.name]))
+            from_job.add(f.name)
     try:
         if job.get("regions"):
             s.regions = [Region(int(r["index"]), [StyleImage(str(st["path"]), float(st.get("weight", 1.0)))
@@ -220,20 +282,31 @@ def settings_from(args: argparse.Namespace) -> tuple[Settings, str, str, bool]:
                              f"weight}}]}} and 'style_strengths' a map of frame -> number ({exc}).") from exc
     if getattr(args, "region", None):
         s.regions = args.region
-    for key in fields:
-        value = getattr(args, key, None)
+    from_cli = set()
+    for f in dataclasses.fields(Settings):  # options named like the field (argparse dest)
+        value = getattr(args, f.name, None)
         if value is not None:
-            setattr(s, key, value)
+            setattr(s, f.name, value)
+            from_cli.add(f.name)
     if args.style:
         s.styles = args.style
+        from_cli.add("styles")
+    if args.no_depth:
+        s.use_depth = False
+        from_cli.add("use_depth")
+    try:
+        s.validate()
+    except SettingError as exc:
+        if exc.key in from_job and exc.key not in from_cli:
+            where = f'{args.job}: "{exc.key}"'
+        else:
+            names = {**getattr(args, "option_names", {}), **OPTION_OF_FIELD}
+            where = names.get(exc.key, f'setting "{exc.key}"')
+        raise FlowstyleError(exc.describe(where)) from None
     if not s.styles and s.method == "optimize":  # network/hybrid: the model's own styles
         s.styles = [StyleImage(DEFAULT_STYLE)]
         print("no --style given: using the built-in painting, The Starry Night (van Gogh, 1889).",
               file=sys.stderr)
-    if args.no_depth:
-        s.use_depth = False
-    if args.frames:
-        s.frames = args.frames
     input_path = args.input or job.get("input")
     out = args.out or job.get("out")
     if not input_path:
@@ -241,6 +314,20 @@ def settings_from(args: argparse.Namespace) -> tuple[Settings, str, str, bool]:
     if not out:
         raise FlowstyleError("no output folder: pass --out DIR (or 'out' in the job file).")
     return s, input_path, out, bool(args.allow_download or job.get("allow_download"))
+
+
+def _failed(progress: Progress, exc: Exception, out: str | None) -> int:
+    """Say why a run failed, through `progress` (a JSON event too, for the add-on), and
+    return the exit status: 2 for bad input or environment, 1 (with a crash log) for a bug."""
+    if isinstance(exc, FlowstyleError):
+        progress.error(str(exc))
+        return 2
+    ordinary = ordinary_error(exc)
+    if ordinary is not None:
+        progress.error(ordinary)
+        return 2
+    progress.error(crash_message(exc, write_crash_log(exc, out)))
+    return 1
 
 
 def _stylize(args: argparse.Namespace) -> int:
@@ -257,9 +344,8 @@ def _stylize(args: argparse.Namespace) -> int:
             return 0
         from .network_run import run_class  # torch import: after argument errors are reported
         run_class(settings)(input_path, out, settings, progress, allow_download).run()
-    except FlowstyleError as exc:
-        progress.error(str(exc))
-        return 2
+    except Exception as exc:  # noqa: BLE001 - every failure is said as an event too
+        return _failed(progress, exc, args.out)
     return 0
 
 
@@ -272,9 +358,8 @@ def _train(args: argparse.Namespace) -> int:
         settings, input_path, out, allow_download = settings_from(args)
         from .train import Trainer  # torch import: after argument errors are reported
         Trainer(input_path, out, settings, progress, allow_download).run()
-    except FlowstyleError as exc:
-        progress.error(str(exc))
-        return 2
+    except Exception as exc:  # noqa: BLE001 - every failure is said as an event too
+        return _failed(progress, exc, args.out)
     return 0
 
 
@@ -296,9 +381,8 @@ def _batch(args: argparse.Namespace) -> int:
         from .network_run import run_class
         for input_path, out, settings, allow_download in jobs:
             run_class(settings)(input_path, out, settings, progress, allow_download).run()
-    except FlowstyleError as exc:
-        progress.error(str(exc))
-        return 2
+    except Exception as exc:  # noqa: BLE001 - every failure is said as an event too
+        return _failed(progress, exc, None)
     return 0
 
 
@@ -351,8 +435,14 @@ def _check(args: argparse.Namespace) -> int:
     return 0 if report["ok"] else 1
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (the add-on's Cancel, a farm's stop, `kill`): unwinds exactly like Ctrl-C,
+    so the file being written is removed, the lock released and finished frames kept.
+    The exit status is Ctrl-C's too (130): for a caller both mean "stopped on request"."""
+
+
 def _terminated(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+    raise Terminated()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -395,13 +485,69 @@ def main(argv: list[str] | None = None) -> int:
     except FlowstyleError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        how = "stopped (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
         try:  # stderr may be a pipe to a parent that is gone (--watch-parent)
-            print("interrupted: finished frames are kept; run the same command to resume.",
+            print(f"{how}: finished frames are kept; run the same command to resume.",
                   file=sys.stderr)
         except OSError:
             pass
         return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: name it, log it
+        ordinary = ordinary_error(exc)
+        if ordinary is not None:
+            print(f"error: {ordinary}", file=sys.stderr)
+            return 2
+        log = write_crash_log(exc, getattr(args, "out", None))
+        print(f"error: {crash_message(exc, log)}", file=sys.stderr)
+        return 1
+
+
+def ordinary_error(exc: BaseException) -> str | None:
+    """The message for an error of the environment rather than of Flowstyle (a full disk,
+    a file that cannot be opened, no memory left), or None for a bug."""
+    if isinstance(exc, OSError):
+        where = exc.filename or "a file"
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            return (f"{where}: cannot write ({exc.strerror}): the disk is full or over quota. "
+                    "Free space (or choose another folder) and run the same command again.")
+        return (f"{where}: {exc.strerror or exc}. Check that the path exists and that you may "
+                "read or write it, and that the disk has free space.")
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return ("out of memory. Lower the working height (--height) or free memory, then run "
+                "the same command again: finished frames are kept.")
+    return None
+
+
+def crash_message(exc: BaseException, log: str) -> str:
+    return (f"unexpected failure, a bug in Flowstyle ({type(exc).__name__}: {exc}). Finished "
+            f"frames are kept. The details are in {log}: please report the bug with that file.")
+
+
+def write_crash_log(exc: BaseException, out_dir: str | None) -> str:
+    """Write the traceback of an unexpected failure to a log file; returns its path.
+
+    It goes to the output folder's .flowstyle/ (next to the run it belongs to) when there
+    is one, else to the temporary directory."""
+    import os
+    import tempfile
+    import time
+    import traceback
+    name = f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    text = (f"command: {' '.join(sys.argv)}\npython: {sys.version}\n\n"
+            + "".join(traceback.format_exception(exc)))
+    folders = [os.path.join(out_dir, ".flowstyle")] if out_dir and os.path.isdir(out_dir) else []
+    for folder in folders + [tempfile.gettempdir()]:
+        try:
+            os.makedirs(folder, exist_ok=True)
+            path = os.path.join(folder, name)
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+            return path
+        except OSError:
+            continue
+    sys.stderr.write(text)  # nowhere to write: the traceback itself, rather than nothing
+    return "(the traceback above)"
 
 
 if __name__ == "__main__":

@@ -8,10 +8,17 @@ output frame records, so a resumed run knows which finished frames it may keep.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
+import math
 import os
+import re
+import typing
 from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import FlowstyleError
 
 # VGG19 layers (torchvision `features` indices of the ReLU after each named conv).
 # Gatys et al. 2016: content from conv4_2, style from the first ReLU of each block.
@@ -59,6 +66,47 @@ METHODS = ("optimize", "network", "hybrid")
 NETWORK_FIELDS = ("method", "model", "style_mix", "train_steps", "train_crop", "train_batch",
                   "train_lr", "network_channels", "network_blocks", "train_preview_every",
                   "train_checkpoint_every", "train_seed")
+# Smallest working height, in px: VGG19 halves the image four times before relu5_1, the
+# deepest style layer, so below 16 px that layer has no pixels left.
+MIN_WORKING_HEIGHT = 16
+# Largest working height accepted, in px (16K). Larger is a typo: it would need hundreds
+# of GB of memory (stylize.estimate_peak_bytes).
+MAX_WORKING_HEIGHT = 16384
+# Largest iteration budget accepted per frame: a typo guard (the presets use 40-300).
+MAX_ITERATIONS = 100_000
+# Smallest style image side, in px. The style is scaled to the working height before its
+# Grams are taken (Stylizer.style_grams), so any size runs; but below 32 px a painting is
+# blown up 8x or more even at the preview height and has no brush strokes left to transfer.
+MIN_STYLE_SIDE = 32
+FLOW_SOURCES = ("auto", "vectors", "estimated")
+OPTIMIZERS = ("lbfgs", "adam")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# Device names the engine understands; whether the device exists is checked when the
+# run opens it (check.open_device).
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+class SettingError(FlowstyleError):
+    """A setting with a wrong type or value.
+
+    key: the Settings field (which is also the job-file key); shown: the value as given;
+    advice: what to give instead. `str()` reads "iterations is 0: give ..."; the CLI says
+    where the value came from instead (`describe`).
+    """
+
+    def __init__(self, key: str, shown: str, advice: str):
+        self.key, self.shown, self.advice = key, shown, advice
+        super().__init__(self.describe(key))
+
+    def describe(self, where: str) -> str:
+        """The message with `where` naming the setting ("--iterations", 'job key "iterations"')."""
+        return f"{where} is {self.shown}: {self.advice}."
+
+
+def nearest(key: str, valid: typing.Iterable[str]) -> str | None:
+    """The valid name closest to a misspelt one (None when nothing is close)."""
+    match = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.6)
+    return match[0] if match else None
 
 
 @dataclass
@@ -168,6 +216,93 @@ class Settings:
         """The style strength of `frame` (its keyframed value, else the constant one)."""
         return float(self.style_strengths.get(frame, self.style_strength))
 
+    def validate(self) -> "Settings":
+        """Check every setting's type and range; raise SettingError naming the first bad one
+        and what to give instead. Returns self, so `Settings(...).validate()` chains.
+
+        The one place settings are checked: the command line, job files and programs that
+        build a Settings all pass through here (SequenceRun calls it). Types come from the
+        field annotations, so a new field is type-checked without code here; its range
+        check goes below, next to the others.
+        """
+        hints = typing.get_type_hints(Settings)
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not _has_type(value, hints[f.name]):
+                raise SettingError(f.name, _show(value), f"give {_describe(hints[f.name])}")
+
+        def need(ok: bool, key: str, what: str) -> None:
+            if not ok:
+                raise SettingError(key, _show(getattr(self, key)), what)
+
+        need(self.preset in PRESETS, "preset", f"choose one of {', '.join(PRESETS)}")
+        need(self.height is None or self.height == 0
+             or MIN_WORKING_HEIGHT <= self.height <= MAX_WORKING_HEIGHT, "height",
+             f"give 0 (the frames' own height) or a working height from {MIN_WORKING_HEIGHT} "
+             f"to {MAX_WORKING_HEIGHT} px (the presets use 256 and 512)")
+        for key in ("first_iterations", "iterations"):
+            value = getattr(self, key)
+            need(value is None or 1 <= value <= MAX_ITERATIONS, key,
+                 f"give a whole number of iterations from 1 to {MAX_ITERATIONS} (the presets "
+                 "use 40-300)")
+        for key in ("content_weight", "style_weight", "style_strength", "tv_weight",
+                    "temporal_weight", "range_weight", "temporal_strength"):
+            value = getattr(self, key)
+            need(math.isfinite(value) and value >= 0, key, "give a number of 0 or more")
+        need(all(k >= 1 for k in self.long_term), "long_term",
+             "give frame distances of 1 or more, e.g. [1, 2, 4]")
+        need(math.isfinite(self.style_scale) and 0 < self.style_scale <= 8, "style_scale",
+             "give a fraction of the working height above 0 and at most 8 (1 = the same height)")
+        need(1 <= self.pyramid_levels <= 8, "pyramid_levels", "give 1 to 8 levels")
+        need(self.min_level_height >= MIN_WORKING_HEIGHT, "min_level_height",
+             f"give at least {MIN_WORKING_HEIGHT} px")
+        need(self.optimizer in OPTIMIZERS, "optimizer", f"choose {' or '.join(OPTIMIZERS)}")
+        need(math.isfinite(self.adam_lr) and self.adam_lr > 0, "adam_lr", "give a step above 0")
+        need(math.isfinite(self.early_stop), "early_stop",
+             "give a finite fraction (0 or less turns early stopping off)")
+        need(self.early_stop_window >= 1, "early_stop_window", "give at least 1 iteration")
+        need(self.flow in FLOW_SOURCES, "flow", f"choose one of {', '.join(FLOW_SOURCES)}")
+        need(self.weights.strip() != "", "weights",
+             "give caffe (embedded), torchvision, or the path of a VGG19 weights file")
+        need(bool(DEVICE_PATTERN.match(self.device)), "device",
+             "choose auto, cpu, cuda, cuda:N (N = the GPU's number) or mps")
+        need(self.precision in PRECISIONS, "precision", f"choose one of {', '.join(PRECISIONS)}")
+        need(self.frames is None or self.frames[0] <= self.frames[1], "frames",
+             "give START:END with START at most END, e.g. 1:48")
+        for style in self.styles:
+            if not style.path:
+                raise SettingError("styles", "a style with an empty path",
+                                   "give the path of a painting (PNG or JPG)")
+            if not (math.isfinite(style.weight) and style.weight >= 0):
+                raise SettingError("styles", f"{style.path} with weight {style.weight}",
+                                   "give a weight of 0 or more (weights are relative, e.g. "
+                                   "--style a.jpg:0.7 --style b.jpg:0.3)")
+        if self.styles and sum(st.weight for st in self.styles) <= 0:
+            raise SettingError("styles", "weights adding up to 0",
+                               "give at least one style a positive weight")
+        # Network method and training (engine/network.py, engine/train.py).
+        need(self.method in METHODS, "method", f"choose one of {', '.join(METHODS)}")
+        need(self.style_mix is None or all(math.isfinite(w) and w >= 0 for w in self.style_mix),
+             "style_mix", "give weights of 0 or more, e.g. 0.7,0.3")
+        for key in ("train_steps", "train_crop", "train_batch", "train_checkpoint_every"):
+            need(getattr(self, key) >= 1, key, "give a whole number of 1 or more")
+        need(self.train_crop >= MIN_WORKING_HEIGHT, "train_crop",
+             f"give at least {MIN_WORKING_HEIGHT} px")
+        need(math.isfinite(self.train_lr) and self.train_lr > 0, "train_lr", "give a rate above 0")
+        need(all(c >= 1 for c in self.network_channels), "network_channels",
+             "give 3 widths of 1 or more, e.g. 32,64,128")
+        need(self.network_blocks >= 0, "network_blocks", "give 0 or more blocks")
+        need(self.train_preview_every >= 0, "train_preview_every", "give 0 (none) or more steps")
+        # Farm (engine/farm.py).
+        need(self.chunk_frames >= 1, "chunk_frames", "give 1 or more frames per chunk")
+        need(0 <= self.chunk_overlap < self.chunk_frames, "chunk_overlap",
+             "give 0 or more frames, fewer than chunk_frames")
+        # Colour (engine/colour.py).
+        need(math.isfinite(self.exposure) and abs(self.exposure) <= 64, "exposure",
+             "give stops between -64 and 64")
+        need(math.isfinite(self.gamma) and self.gamma > 0, "gamma", "give a number above 0")
+        return self
+
     def resolved(self) -> "Settings":
         """A copy with preset values filled in and style weights normalised."""
         preset = PRESETS.get(self.preset)
@@ -239,3 +374,48 @@ class Settings:
 # scheduler itself, up to its `distributed.scheduler.allowed-failures`).
 FARM_CONNECT_TIMEOUT = 5.0  # seconds
 FARM_RETRIES = 2
+def _show(value: Any) -> str:
+    return json.dumps(value, default=repr) if not isinstance(value, StyleImage) else repr(value)
+
+
+def _has_type(value: Any, hint: Any) -> bool:
+    """Is `value` of the annotated type? Understands X | None, tuple[int, ...],
+    tuple[int, int], list[StyleImage] and plain classes; ints count as floats, bools do
+    not count as numbers (JSON true is no iteration count)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return any(_has_type(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_has_type(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_has_type(v, a) for v, a in zip(value, args))
+    if origin is list:
+        return isinstance(value, list) and all(_has_type(v, args[0]) for v in value)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True  # an annotation this check does not know: leave it to the range checks
+
+
+def _describe(hint: Any) -> str:
+    """Words for a type annotation, for messages."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        words = [_describe(a) for a in args if a is not type(None)]
+        return " or ".join(words) + (" (or null for the default)" if type(None) in args else "")
+    if origin is tuple:
+        kind = "numbers" if args[0] is float else "whole numbers"
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {kind}, e.g. [1, 2, 4]"
+        return f"a list of {len(args)} {kind}, e.g. [{', '.join(['1'] * len(args))}]"
+    if origin is list and args and args[0] is StyleImage:
+        return 'a list of styles, e.g. [{"path": "painting.jpg", "weight": 1.0}]'
+    return {int: "a whole number (without quotes)", float: "a number (without quotes)",
+            str: "a text in quotes", bool: "true or false"}.get(hint, getattr(hint, "__name__", str(hint)))

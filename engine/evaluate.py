@@ -26,10 +26,11 @@ import torch
 from . import colour, defaults, exr, flow as flowlib, losses
 from .defaults import Settings, StyleImage
 from .errors import FlowstyleError
+from .check import open_device
 from .estimated_flow import estimate_flow
 from .frames import open_sequence
 from .run import ATTR_SETTINGS, load_style_images, output_path, working_size
-from .stylize import Stylizer, resize, resolve_device
+from .stylize import Stylizer, resize
 from .vgg import VGGFeatures
 
 
@@ -125,7 +126,7 @@ def evaluate(input_path: str, out_dir: str, height: int | None = None, device: s
         settings.styles = styles
     settings = settings.resolved()
     use_vectors = sequence.has_vectors
-    dev = resolve_device(device)
+    dev = open_device(device)
 
     size = working_size(sequence.height, sequence.width,
                         settings.height if height is None else height)

@@ -9,10 +9,11 @@ frame (the stylized image at working size) lets an interrupted run resume bit-ex
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
-import tempfile
+import re
 import time
 import dataclasses
 from dataclasses import asdict, dataclass
@@ -22,13 +23,14 @@ import torch
 
 from . import colour, defaults, digests, exr, flow as flowlib, lock, regions as regionlib
 from .defaults import Settings
-from .errors import FlowstyleError
+from .errors import FlowstyleError, write_failed
+from .check import open_device
 from .estimated_flow import estimate_flow
 from .frames import ExrSequence, Sequence, open_sequence
 from .progress import Progress
 from .stylize import (BASE_BYTES, CUDA_MARGIN, FrameStats, Stylizer, TemporalTerm,
                       autocast_dtype, available_bytes, bytes_per_pixel, estimate_peak_bytes,
-                      resize, resolve_device)
+                      resize)
 from .vgg import VGGFeatures, weights_file as vgg_weights_file
 
 OUTPUT_PATTERN = "flowstyle_{:04d}.exr"
@@ -64,11 +66,10 @@ def load_style_images(settings: Settings) -> tuple[list[tuple[torch.Tensor, floa
         except Exception as exc:
             raise FlowstyleError(f"{style.path}: cannot be read as an image ({exc}). Use a "
                                  "PNG or JPG painting.") from exc
-        if min(rgb.shape[:2]) < 16:
+        if min(rgb.shape[:2]) < defaults.MIN_STYLE_SIDE:
             raise FlowstyleError(f"{style.path}: the style image is {rgb.shape[1]}x{rgb.shape[0]} px; "
-                                 "use one at least 64 px on each side.")
-        if style.weight < 0:
-            raise FlowstyleError(f"{style.path}: style weight {style.weight} is negative.")
+                                 f"use one at least {defaults.MIN_STYLE_SIDE} px on each side (a "
+                                 "smaller painting has no brush strokes left to transfer).")
         images.append((torch.from_numpy(rgb).permute(2, 0, 1)[None].contiguous(), style.weight))
         digests.append(hashlib.sha256(data).hexdigest()[:16])
     if sum(w for _, w in images) <= 0:
@@ -90,16 +91,85 @@ def load_region_styles(settings: Settings) -> tuple[list[list[tuple[torch.Tensor
     return images, digests
 
 
-def check_writable(out_dir: str) -> None:
-    """Create `out_dir` and prove a file can be written there, before any work starts."""
+def check_writable(out_dir: str) -> list[str]:
+    """Create `out_dir` and prove a file can be written there, before any work starts.
+
+    Returns the folders it created (deepest last), so a run that fails before writing
+    anything can remove them again (`remove_if_empty`)."""
+    created = []
+    head = os.path.join(out_dir, STATE_DIR)
+    while head and not os.path.exists(head):
+        created.append(head)
+        head = os.path.dirname(head)
+    created.reverse()
     try:
         os.makedirs(os.path.join(out_dir, STATE_DIR), exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".probe_", dir=out_dir)
-        os.close(fd)
-        os.remove(probe)
-    except OSError as exc:
-        raise FlowstyleError(f"{out_dir}: cannot write the output folder ({exc.strerror or exc}). "
+        os.remove(exr.new_temp_path(os.path.join(out_dir, "probe")))
+    except (OSError, FlowstyleError) as exc:
+        remove_if_empty(created)
+        reason = getattr(exc, "strerror", None) or exc
+        raise FlowstyleError(f"{out_dir}: cannot write the output folder ({reason}). "
                              "Choose another folder with --out, or fix its permissions.") from exc
+    return created
+
+
+def remove_if_empty(folders: list[str]) -> None:
+    """Remove the folders a failed start created, deepest first, if nothing but the
+    engine's own bookkeeping (the weights digest cache) is in them."""
+    for folder in reversed(folders):
+        try:
+            for name in (digests.CACHE_NAME, digests.CACHE_NAME + ".partial"):
+                if os.path.isfile(os.path.join(folder, name)):
+                    os.remove(os.path.join(folder, name))
+            os.rmdir(folder)
+        except OSError:  # not empty, or already gone: leave it
+            pass
+
+
+def remove_leftovers(out_dir: str) -> None:
+    """Delete the half-written files of an earlier run that was killed (SIGKILL, power
+    loss): `.partial_*` beside the outputs and `*.partial` states. Only the engine writes
+    these names, and only one run works in a folder at a time."""
+    state_dir = os.path.join(out_dir, STATE_DIR)
+    for folder, test in ((out_dir, lambda n: n.startswith(".partial_")),
+                         (state_dir, lambda n: n.endswith(".partial") or n.startswith(".partial_"))):
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            if test(name):
+                try:
+                    os.remove(os.path.join(folder, name))
+                except OSError:
+                    pass
+
+
+def check_not_input(sequence: Sequence, input_path: str, out_dir: str) -> None:
+    """Refuse an output folder whose outputs would be taken for input frames.
+
+    With --out equal to the input folder, the first run works, then the next one finds
+    render_0001.exr and flowstyle_0001.exr both claiming frame 1. Refused whenever an
+    input frame lives in the output folder and the input (a folder, or a pattern that
+    matches flowstyle_####.exr) would pick up the outputs, or an output would overwrite
+    an input frame."""
+    files = getattr(sequence, "files", None)
+    if not files:
+        return  # a video: one file, never named like an output
+    real_out = os.path.realpath(out_dir)
+    for number, path in files.items():
+        folder = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+        if folder != real_out:
+            continue
+        output_name = OUTPUT_PATTERN.format(number)
+        # A folder picks up every EXR in it; a pattern ('#' is one digit) what it matches.
+        pattern = re.sub(r"#+", lambda m: "?" * len(m.group(0)), os.path.basename(input_path))
+        picked_up = os.path.isdir(input_path) or fnmatch.fnmatch(output_name, pattern)
+        if picked_up or os.path.basename(path) == output_name:
+            raise FlowstyleError(f"{out_dir}: the output folder is the folder of the input frames "
+                                 f"({os.path.basename(path)}): the stylized frames would be read "
+                                 "as input on the next run. Choose another folder with --out, "
+                                 "e.g. a 'stylized' folder beside the renders.")
 
 
 def check_memory(size: tuple[int, int], device: torch.device, precision: str) -> None:
@@ -172,14 +242,10 @@ class SequenceRun:
                  load_model: bool = True):
         # load_model=False: a run that only reads frames and writes results (the farm's
         # blend and resume checks), without the VGG weights and the memory check.
-        self.settings = settings.resolved()
+        self.settings = settings.validate().resolved()
         s = self.settings
         self.progress = progress or Progress("none")
         self.out_dir = os.path.abspath(out_dir)
-        if s.optimizer not in ("lbfgs", "adam"):
-            raise FlowstyleError(f"unknown optimizer {s.optimizer!r}: use lbfgs or adam.")
-        if s.flow not in ("auto", "vectors", "estimated"):
-            raise FlowstyleError(f"unknown flow source {s.flow!r}: use auto, vectors or estimated.")
         self.sequence: Sequence = open_sequence(input_path, s.frames)
         self.view = self.colour_view()
         if self.view.source != colour.SRGB_CURVE:
@@ -190,6 +256,7 @@ class SequenceRun:
                                  "but --flow vectors was asked for. Enable the Vector pass (View "
                                  "Layer Properties > Passes, motion blur off) and render again, "
                                  "or use --flow auto to estimate the motion.")
+        check_not_input(self.sequence, input_path, self.out_dir)
         self.style_images, style_digests = load_style_images(s)
         self.region_images, region_digests = load_region_styles(s)
         if s.regions and not self.sequence.has_index:
@@ -197,19 +264,24 @@ class SequenceRun:
                                  "styles need the Object Index pass, and this render has none. "
                                  "Enable View Layer Properties > Passes > Data > Object Index "
                                  "and render again (the add-on does this when regions are set).")
-        check_writable(self.out_dir)
-        lock.refuse_if_held(self.out_dir)  # before the network loads: a quick refusal
-        self.device = resolve_device(s.device)
-        self.fingerprint = s.fingerprint(style_digests, digests.weights_digest(
-            vgg_weights_file(s.weights), os.path.join(self.out_dir, STATE_DIR)), region_digests)
-        h, w = self.sequence.height, self.sequence.width
-        self.size = working_size(h, w, s.height or 0)
-        if load_model:
-            self.vgg = VGGFeatures(list(defaults.CONTENT_LAYERS + defaults.STYLE_LAYERS), s.weights,
-                                   allow_download)
-            self.stylizer = Stylizer(s, self.vgg, self.style_images, self.device,
-                                     self.region_images)
-            check_memory(self.size, self.device, s.precision)
+        self.device = open_device(s.device)
+        self._created = check_writable(self.out_dir)
+        try:
+            lock.refuse_if_held(self.out_dir)  # before the network loads: a quick refusal
+            h, w = self.sequence.height, self.sequence.width
+            self.size = working_size(h, w, s.height or 0)
+            if load_model:  # first: it says what is wrong with a missing or foreign weights file
+                self.vgg = VGGFeatures(list(defaults.CONTENT_LAYERS + defaults.STYLE_LAYERS),
+                                       s.weights, allow_download)
+                self.stylizer = Stylizer(s, self.vgg, self.style_images, self.device,
+                                         self.region_images)
+            self.fingerprint = s.fingerprint(style_digests, digests.weights_digest(
+                vgg_weights_file(s.weights), os.path.join(self.out_dir, STATE_DIR)), region_digests)
+            if load_model:
+                check_memory(self.size, self.device, s.precision)
+        except BaseException:
+            remove_if_empty(self._created)  # a failed start leaves no empty folders behind
+            raise
         self._inputs: dict[int, _Inputs] = {}
         self._backward: dict[int, torch.Tensor] = {}  # frame t -> flow t→t-1 (full res)
         self._forward: dict[int, torch.Tensor] = {}  # frame t -> flow t-1→t (full res)
@@ -313,12 +385,22 @@ class SequenceRun:
 
     # -- resume --------------------------------------------------------------------------
     def finished(self, number: int) -> bool:
+        """Is the output of `number` there, made with these settings from this input, and
+        intact? The pixels are read back and checked against the digest recorded when the
+        frame was written: a frame truncated or damaged since is redone, with a warning."""
         path = output_path(self.out_dir, number)
         if not os.path.isfile(path):
             return False
         attributes = exr.read_attributes(path)
-        return (attributes.get(ATTR_FINGERPRINT) == self.frame_fingerprint(number)
-                and attributes.get(ATTR_INPUT) == self.sequence.identity(number))
+        if not (attributes.get(ATTR_FINGERPRINT) == self.frame_fingerprint(number)
+                and attributes.get(ATTR_INPUT) == self.sequence.identity(number)):
+            return False
+        try:
+            exr.read_rgba(path, verify=True)
+        except FlowstyleError as exc:
+            self.progress.warning(f"frame {number}: {exc} Stylizing it again.")
+            return False
+        return True
 
     def frame_fingerprint(self, number: int) -> str:
         """What frame `number`'s output records: the run's fingerprint and, when the style
@@ -334,7 +416,7 @@ class SequenceRun:
                     h, w = (int(v) for v in key.split("x"))
                     self.stylizer.scales.setdefault((h, w), float(scale))
                 return state["image"]
-        except (OSError, KeyError, RuntimeError):
+        except Exception:  # noqa: BLE001 - missing, truncated or foreign: rebuilt below
             pass
         # The state is gone (deleted by hand?): rebuild it, approximately, from the output.
         self.progress.warning(f"frame {number}: no resume state in {os.path.dirname(path)}; "
@@ -346,12 +428,15 @@ class SequenceRun:
 
     def save_state(self, number: int, image: torch.Tensor) -> None:
         path = state_path(self.out_dir, number)
-        tmp = path + ".partial"
+        tmp = exr.new_temp_path(path, ".pt")  # the umask's mode, like the outputs
         scales = {f"{h}x{w}": v for (h, w), v in self.stylizer.scales.items()}
         try:
-            torch.save({"fingerprint": self.frame_fingerprint(number), "image": image.cpu(),
-                        "scales": scales}, tmp)
-            os.replace(tmp, path)
+            try:
+                torch.save({"fingerprint": self.frame_fingerprint(number), "image": image.cpu(),
+                            "scales": scales}, tmp)
+                os.replace(tmp, path)
+            except Exception as exc:  # a full disk: torch says "unexpected pos 832 vs 726"
+                raise write_failed(path, exc) from exc
         except BaseException:  # also an interrupt: leave no half-written state behind
             if os.path.exists(tmp):
                 os.remove(tmp)
@@ -406,8 +491,12 @@ class SequenceRun:
 
     def run(self) -> dict:
         """Stylize every frame not finished yet, holding the output folder's lock."""
-        with lock.OutputLock(self.out_dir, self.progress.warning):
-            return self._run()
+        try:
+            with lock.OutputLock(self.out_dir, self.progress.warning):
+                return self._run()
+        except BaseException:
+            remove_if_empty(self._created)  # failed before its first frame: no empty folders
+            raise
 
     def _run(self) -> dict:
         numbers = self.sequence.numbers
