@@ -60,7 +60,7 @@ class Probe:
         Image.fromarray((np.random.default_rng(0).random((96, 96, 3)) * 255).astype(np.uint8)).save(self.style)
         self.results: list[dict] = []
 
-    def engine(self, *args: str, timeout: float = 600, limit_bytes: int | None = None,
+    def engine(self, *args: str, timeout: float = 240, limit_bytes: int | None = None,
                umask: int | None = None, term_after: float | None = None) -> subprocess.CompletedProcess:
         env = dict(os.environ, PYTHONPATH=str(self.root))
 
@@ -80,6 +80,13 @@ class Probe:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=timeout)
         return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+    def base_out(self) -> Path:
+        """A finished run on the probe's frames (made once), for evaluate and preview."""
+        out = self.work / "base_out"
+        if not out.exists():
+            self.stylize(self.frames, out)
+        return out
 
     def copy(self, name: str) -> Path:
         dest = self.work / name
@@ -273,10 +280,10 @@ def cases(p: Probe) -> dict:
         "device cuda:7": sty("device cuda:7", "--device", "cuda:7"),
         "check --device foo": simple("check --device foo", ["check", "--device", "foo"], expect=1),
         "check --device cuda": simple("check --device cuda", ["check", "--device", "cuda"], expect=1),
-        "evaluate --device foo": simple("evaluate --device foo",
-                                        ["evaluate", str(f), str(w / "x"), "--device", "foo"]),
-        "evaluate --height -1": simple("evaluate --height -1",
-                                       ["evaluate", str(f), str(w / "x"), "--height", "-1"]),
+        "evaluate --device foo": lambda: simple("evaluate --device foo", [
+            "evaluate", str(f), str(p.base_out()), "--device", "foo"])(),
+        "evaluate --height -1": lambda: simple("evaluate --height -1", [
+            "evaluate", str(f), str(p.base_out()), "--height", "-1"])(),
         **{f"job: {k}": simple(f"job: {k}", ["stylize", "--job", str(job(p, k.replace(" ", "_"), v)),
                                               "--progress", "none", *TINY]) for k, v in jobs.items()},
         "job: not JSON": simple("job: not JSON", ["stylize", "--job", str(w / "notjson.json")]),

@@ -22,6 +22,7 @@ import argparse
 import dataclasses
 import errno
 import json
+import os
 import signal
 import sys
 from typing import Any
@@ -402,18 +403,33 @@ def _preview_frame(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate
-    report = evaluate(args.input, args.output, height=args.height, device=args.device)
+    if args.height is not None:
+        try:
+            Settings(height=args.height).validate()
+        except SettingError as exc:
+            raise FlowstyleError(exc.describe("--height")) from None
+    report = evaluate(args.input, args.output, height=args.height, device=args.device,
+                      allow_mismatch=args.allow_mismatch)
     text = json.dumps(report, indent=None if args.json else 2)
     if args.report:
-        with open(args.report, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
+        from .exr import new_temp_path
+        from .errors import write_failed
+        tmp = new_temp_path(args.report, ".json")
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text + "\n")
+            os.replace(tmp, args.report)
+        except OSError as exc:
+            os.remove(tmp)
+            raise write_failed(args.report, exc) from exc
     print(text)
     return 0
 
 
 def _preview(args: argparse.Namespace) -> int:
     from .preview import write_previews
-    paths = write_previews(args.input, args.output, gif=args.gif, sheet=args.sheet)
+    paths = write_previews(args.input, args.output, gif=args.gif, sheet=args.sheet,
+                           allow_mismatch=args.allow_mismatch)
     for path in paths:
         print(path)
     return 0
@@ -461,11 +477,15 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--device", default="auto")
     e.add_argument("--json", action="store_true", help="one line of JSON")
     e.add_argument("--report", help="also write the JSON to this file")
+    e.add_argument("--allow-mismatch", action="store_true",
+                   help="compare even if the outputs record other input files (moved renders)")
     v = sub.add_parser("preview", help="side-by-side GIF and contact sheet of input | output")
     v.add_argument("input")
     v.add_argument("output")
     v.add_argument("--gif", help="side-by-side animation (.gif)")
     v.add_argument("--sheet", help="contact sheet (.png)")
+    v.add_argument("--allow-mismatch", action="store_true",
+                   help="show even if the outputs record other input files (moved renders)")
     b = sub.add_parser("batch", help="stylize many job files (the add-on's job format)")
     b.add_argument("jobs", nargs="+", metavar="JOB.json")
     b.add_argument("--progress", choices=["auto", "bar", "lines", "jsonl", "none"], default="auto")
@@ -529,7 +549,6 @@ def write_crash_log(exc: BaseException, out_dir: str | None) -> str:
 
     It goes to the output folder's .flowstyle/ (next to the run it belongs to) when there
     is one, else to the temporary directory."""
-    import os
     import tempfile
     import time
     import traceback

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -29,6 +31,7 @@ from .errors import FlowstyleError
 from .check import open_device
 from .estimated_flow import estimate_flow
 from .frames import open_sequence
+from .pairs import matched_frames
 from .run import ATTR_SETTINGS, load_style_images, output_path, working_size
 from .stylize import Stylizer, resize
 from .vgg import VGGFeatures
@@ -93,6 +96,8 @@ def edge_score(image: torch.Tensor, band: int = EDGE_BAND) -> float:
     interior = torch.cat([rows[..., b:h - 1 - b, b:w - b].flatten(),
                           cols[..., b:h - b, b:w - 1 - b].flatten()])
     return float(border.mean() / interior.mean().clamp_min(1e-8))
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def recorded_settings(path: str) -> Settings:
@@ -110,17 +115,18 @@ def recorded_settings(path: str) -> Settings:
 
 
 def evaluate(input_path: str, out_dir: str, height: int | None = None, device: str = "auto",
-             styles: list[StyleImage] | None = None, perceptual: bool = True) -> dict:
+             styles: list[StyleImage] | None = None, perceptual: bool = True,
+             allow_mismatch: bool = False, warn: Callable[[str], None] = _warn) -> dict:
     """Compare an output folder with its input sequence; returns a JSON-ready dict.
 
     height: working height for the VGG losses (default: the run's own). styles: the
     style images for the style loss (default: those recorded in the output frames).
     perceptual=False: warping errors only, without the VGG losses (the farm's seam score).
+    A pair that is not one (another scene's output, other sizes) is refused, a partial
+    one warned about (pairs.matched_frames); allow_mismatch accepts moved renders.
     """
     sequence = open_sequence(input_path)
-    numbers = [n for n in sequence.numbers if os.path.isfile(output_path(out_dir, n))]
-    if not numbers:
-        raise FlowstyleError(f"{out_dir}: no stylized frames (flowstyle_####.exr) for {input_path}.")
+    numbers = matched_frames(sequence, input_path, out_dir, warn, allow_mismatch)
     settings = recorded_settings(output_path(out_dir, numbers[0]))
     if styles:
         settings.styles = styles

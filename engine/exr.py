@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import hashlib
 import os
 import secrets
@@ -68,11 +69,18 @@ def stdout_to_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-def _flush_c_stdio() -> None:
+@functools.lru_cache(maxsize=1)
+def _libc() -> ctypes.CDLL | None:
     try:
-        ctypes.CDLL(None).fflush(None)
-    except (OSError, AttributeError):  # no C library to ask (not on POSIX)
-        pass
+        return ctypes.CDLL(None)
+    except OSError:  # no C library to ask (not on POSIX)
+        return None
+
+
+def _flush_c_stdio() -> None:
+    libc = _libc()
+    if libc is not None and hasattr(libc, "fflush"):
+        libc.fflush(None)
 
 
 def _channel_names(path: str) -> tuple[int, int, list[str]]:

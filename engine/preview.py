@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from collections.abc import Callable
 
 import numpy as np
 
 from . import colour, exr
+from .errors import FlowstyleError, write_failed
 from .frames import open_sequence
+from .pairs import matched_frames
 from .run import ATTR_SETTINGS, output_path
 
 
@@ -42,15 +46,16 @@ def recorded_view(output: str) -> colour.View:
         return colour.DEFAULT_VIEW  # an older output, or a config no longer there
 
 
-def side_by_side_frames(input_path: str, out_dir: str) -> list[np.ndarray]:
-    """[(H, 2W, 3) uint8]: input | stylized for each frame that has an output."""
+def side_by_side_frames(input_path: str, out_dir: str, allow_mismatch: bool = False,
+                        warn: Callable[[str], None] | None = None) -> list[np.ndarray]:
+    """[(H, 2W, 3) uint8]: input | stylized for each frame that has an output (a pair
+    that is not one is refused, a partial one warned about: pairs.matched_frames)."""
     sequence = open_sequence(input_path)
     frames = []
     view = None
-    for number in sequence.numbers:
+    say = warn or (lambda message: print(f"warning: {message}", file=sys.stderr))
+    for number in matched_frames(sequence, input_path, out_dir, say, allow_mismatch):
         path = output_path(out_dir, number)
-        if not os.path.isfile(path):
-            continue
         view = view or recorded_view(path)
         original = _to_u8(sequence.read(number).rgba, view)
         stylized = _to_u8(exr.read_rgba(path), view)
@@ -58,29 +63,48 @@ def side_by_side_frames(input_path: str, out_dir: str) -> list[np.ndarray]:
     return frames
 
 
+def _save_atomic(path: str, save: Callable[[str], None]) -> None:
+    """Write via a temporary file beside `path` and rename; a failure (no such folder, a
+    full disk) is a FlowstyleError naming the file, and leaves nothing behind."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FlowstyleError(f"{path}: the folder {folder} does not exist (or is a file). "
+                             "Give a path in an existing folder.")
+    tmp = exr.new_temp_path(path, os.path.splitext(path)[1])
+    try:
+        try:
+            save(tmp)
+            os.replace(tmp, path)
+        except (OSError, ValueError) as exc:
+            raise write_failed(path, exc) from exc
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
 def write_previews(input_path: str, out_dir: str, gif: str | None = None,
-                   sheet: str | None = None, fps: float = 8.0) -> list[str]:
+                   sheet: str | None = None, fps: float = 8.0,
+                   allow_mismatch: bool = False) -> list[str]:
     """Write the animation to `gif` and the contact sheet to `sheet` (either may be None).
 
     The sheet has one row per frame pair, up to 12 rows. Returns the paths written.
     """
     from PIL import Image
-    frames = side_by_side_frames(input_path, out_dir)
-    if not frames:
-        raise SystemExit(f"no stylized frames in {out_dir}")
+    if not gif and not sheet:
+        raise FlowstyleError("nothing to write: give --gif PATH.gif and/or --sheet PATH.png.")
+    frames = side_by_side_frames(input_path, out_dir, allow_mismatch)
     written = []
     if gif:
         images = [Image.fromarray(f) for f in frames]
-        tmp = gif + ".partial.gif"
-        images[0].save(tmp, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
-        os.replace(tmp, gif)
+        _save_atomic(gif, lambda tmp: images[0].save(tmp, format="GIF", save_all=True,
+                                                     append_images=images[1:],
+                                                     duration=int(1000 / fps), loop=0))
         written.append(gif)
     if sheet:
         rows = frames[:: max(1, len(frames) // 12)][:12]
         gap = np.full((4, rows[0].shape[1], 3), 255, np.uint8)
         stacked = np.concatenate([x for r in rows for x in (r, gap)][:-1], axis=0)
-        tmp = sheet + ".partial.png"
-        Image.fromarray(stacked).save(tmp, format="PNG")
-        os.replace(tmp, sheet)
+        _save_atomic(sheet, lambda tmp: Image.fromarray(stacked).save(tmp, format="PNG"))
         written.append(sheet)
     return written

@@ -135,7 +135,10 @@ def load_state(source: str, allow_download: bool = False) -> tuple[dict[str, tor
     try:
         raw = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise FlowstyleError(f"{source}: cannot be read as torch weights ({exc}).") from exc
+        # torch's own reason is no help here (a bare "101" for a text file: the first byte).
+        raise FlowstyleError(f"{source}: not a weights file (torch cannot load it). Give a "
+                             "VGG19 state dict saved with torch.save (.pth), or use --weights "
+                             "caffe (embedded) or --weights torchvision.") from exc
     if isinstance(raw, dict) and "block1_conv1_W_q" in raw:
         return _load_quantized(source), "caffe"
     if not isinstance(raw, dict):
