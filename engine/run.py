@@ -499,6 +499,7 @@ class SequenceRun:
             raise
 
     def _run(self) -> dict:
+        remove_leftovers(self.out_dir)  # a killed run's half files (we hold the lock now)
         numbers = self.sequence.numbers
         resume = 0
         while resume < len(numbers) and self.finished(numbers[resume]):
