@@ -393,9 +393,8 @@ def _preview_frame(args: argparse.Namespace) -> int:
         settings, input_path, out, allow_download = settings_from(args)
         from .preview_frame import preview_frame
         report = preview_frame(input_path, args.frame, out, settings, progress, allow_download)
-    except FlowstyleError as exc:
-        progress.error(str(exc))
-        return 2
+    except Exception as exc:  # noqa: BLE001 - every failure is said as an event too
+        return _failed(progress, exc, None)
     print(json.dumps(report) if args.progress == "jsonl" else
           f"preview of frame {report['frame']} ({report['seconds']} s): {report['out']}")
     return 0
