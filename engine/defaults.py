@@ -192,7 +192,7 @@ class Settings:
     # Farm (--cluster) only: the shot is optimized in chunks of `chunk_frames` frames, each
     # starting `chunk_overlap` frames early; the overlap frames are blended (engine/farm.py).
     chunk_frames: int = 24  # frames per chunk (one task)
-    chunk_overlap: int = 4  # frames shared with the previous chunk; 0 < overlap < chunk_frames
+    chunk_overlap: int = 2  # frames shared with the previous chunk (>= 1: the anchor), < chunk_frames
     # Colour management (engine/colour.py, README "Colour"): VGG sees the input through the
     # scene's view chain; the output stays in the input's working space. Names are those of
     # the OCIO config (Blender's own by default); EXR input only (PNG/video are sRGB display).

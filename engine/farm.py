@@ -433,9 +433,15 @@ def check_workers(client: Any, jobs: list[Job]) -> dict:
     """Stop up front if a worker cannot see an input or write an output (a tiny task run on
     every worker). Returns address -> {"problems", "pid", "host", "resources"}."""
     paths = [(os.path.abspath(j.input), os.path.abspath(j.out)) for j in jobs]
-    answers = client.run(worker_check, paths)
+    answers = client.run(worker_check, paths, on_error="return")
     workers = client.scheduler_info(n_workers=-1)["workers"]
+    root = _root()
     for address, answer in sorted(answers.items()):
+        if isinstance(answer, BaseException):
+            raise FlowstyleError(f"worker {address} cannot run the engine ({answer}). Every worker "
+                                 "needs this engine and its packages (requirements.txt): start "
+                                 f"it with PYTHONPATH={root} (the folder holding engine/), e.g. "
+                                 f"PYTHONPATH={root} dask worker {client.scheduler.address}")
         answer["resources"] = workers.get(address, {}).get("resources") or {}
         if answer["problems"]:
             raise FlowstyleError(f"worker {address} (host {answer['host']}) {answer['problems'][0]}. "
@@ -504,6 +510,9 @@ def run_jobs(jobs: list[Job], cluster: str, progress: Progress | None = None,
     """Stylize every job on the cluster at `cluster`; returns one summary per job."""
     progress = progress or Progress("none")
     distributed = _import_distributed()
+    import logging
+    # Dask logs a lost scheduler with a traceback of its own; the error below says it plainly.
+    logging.getLogger("distributed.client").setLevel(logging.CRITICAL)
     client, local = connect(cluster)  # first: an unreachable scheduler is said within seconds
     events = threading.Lock()
     held = contextlib.ExitStack()
@@ -579,6 +588,13 @@ def run_jobs(jobs: list[Job], cluster: str, progress: Progress | None = None,
         except FlowstyleError:
             client.cancel(futures)
             raise
+        except RuntimeError as exc:
+            if "deserializ" not in str(exc):
+                raise
+            raise FlowstyleError(f"the Dask scheduler at {cluster} cannot read the engine's tasks: "
+                                 "the scheduler, like every worker, needs this engine importable. "
+                                 f"Start it with PYTHONPATH={_root()} (the folder holding engine/) "
+                                 f"and the packages of requirements.txt.") from None
         except distributed.client.FutureCancelledError as exc:
             raise FlowstyleError(f"lost the Dask scheduler at {cluster} ({exc}); finished frames "
                                  "are kept: run the same command again to resume.") from None
@@ -625,6 +641,11 @@ def run_jobs(jobs: list[Job], cluster: str, progress: Progress | None = None,
         client.close()
         if local is not None:
             local.close()
+
+
+def _root() -> str:
+    """The folder holding the engine package (what PYTHONPATH must name on a farm)."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _output(plan: _Plan, number: int) -> str:
