@@ -101,9 +101,6 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
 def autocast_dtype(device: torch.device, precision: str,
                    facts: DeviceFacts | None = None) -> torch.dtype | None:
     """The dtype the VGG pass runs in, or None for plain float32. The one place it is decided.
@@ -117,8 +114,8 @@ def autocast_dtype(device: torch.device, precision: str,
     of fp32, for the same loss after 20 iterations. Grams and losses stay float32 (losses.py).
     'fp32', 'bf16', 'fp16' force that type.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}: use {', '.join(PRECISIONS)}")
+    if precision not in defaults.PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: use {', '.join(defaults.PRECISIONS)}")
     if precision != "auto":
         return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     if facts is None:
