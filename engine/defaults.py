@@ -295,8 +295,11 @@ class Settings:
         need(self.train_preview_every >= 0, "train_preview_every", "give 0 (none) or more steps")
         # Farm (engine/farm.py).
         need(self.chunk_frames >= 1, "chunk_frames", "give 1 or more frames per chunk")
-        need(0 <= self.chunk_overlap < self.chunk_frames, "chunk_overlap",
-             "give 0 or more frames, fewer than chunk_frames")
+        # An optimized shot's chunks share at least their anchor frame; network chunks
+        # share nothing, so there the overlap is not used.
+        need(self.method == "network" or 1 <= self.chunk_overlap < self.chunk_frames,
+             "chunk_overlap", "give 1 or more frames (the anchor neighbouring chunks share), "
+             "fewer than chunk_frames")
         # Colour (engine/colour.py).
         need(math.isfinite(self.exposure) and abs(self.exposure) <= 64, "exposure",
              "give stops between -64 and 64")
