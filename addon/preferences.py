@@ -49,7 +49,7 @@ class EnginePrefs:
     device: str = "auto"
     weights: str = "caffe"
     cluster: str = ""  # Dask scheduler for Send to Farm; empty: no farm
-    chunk_frames: int = 24  # frames per chunk task on the farm (the engine's default)
+    chunk_frames: int = 32  # frames per chunk task on the farm (the engine's default)
 
 
 class FlowstylePreferences(bpy.types.AddonPreferences):
@@ -69,7 +69,7 @@ class FlowstylePreferences(bpy.types.AddonPreferences):
                     "for N engine processes on this machine. Every worker must see the output "
                     "folder under the same path")
     farm_chunk_frames: IntProperty(
-        name="Chunk Size", default=24, min=2, soft_max=200,
+        name="Chunk Size", default=32, min=2, soft_max=200,
         description="Frames per farm task; each chunk after the first starts a few frames "
                     "early and the shared frames are blended")
     # Install Engine (install_ui.py): where its packages come from, which Python it uses.
