@@ -476,7 +476,7 @@ class SequenceRun:
         s = self.settings
         cur = self.inputs(number)
         content = resize(cur.display, self.size)
-        if s.style_strength == 0:
+        if s.strength_at(number) == 0:
             return content, FrameStats()  # no style: the render itself (defaults.py)
         independent = s.temporal_strength == 0
         terms, backward_1 = ([], None) if independent else self.temporal_terms(number)

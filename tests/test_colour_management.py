@@ -218,7 +218,7 @@ def invariant_error(tmp: Path, view: str, space: str, *extra: str) -> tuple[floa
 @pytest.mark.slow
 @pytest.mark.parametrize("view,space,interop,height", [
     ("Standard", "Linear Rec.709", "lin_rec709_scene", "24"),
-    ("Filmic", "Linear Rec.709", "lin_rec709_scene", "12"),  # working size below the frame's
+    ("Filmic", "Linear Rec.709", "lin_rec709_scene", "16"),  # working size below the frame's
     ("AgX", "Linear Rec.709", "lin_rec709_scene", "24"),
     ("AgX", "Linear Rec.2020", "lin_rec2020_scene", "24"),
 ])
@@ -317,3 +317,22 @@ def test_preview_shows_the_runs_own_view(tmp_path):
     exr.write_rgba(str(out / "flowstyle_0001.exr"), plate, {})
     plain = preview.side_by_side_frames(str(src), str(out))[0]
     assert np.abs(plain[:, :32].astype(np.float32) - expected).max() > 20
+
+
+@pytest.mark.slow
+def test_a_keyframed_strength_of_zero_gives_that_frame_back_unoptimized(tmp_path):
+    """Style strength 0 means the render itself, also when it is keyframed to 0 on one frame."""
+    from engine.defaults import Settings, StyleImage
+    from engine.run import SequenceRun
+    src = write_sequence(tmp_path / "in", [hdr_plate(seed=0), hdr_plate(seed=1)])
+    settings = Settings(styles=[StyleImage(str(STYLE))], style_strengths={1: 0.0}, height=24,
+                        first_iterations=3, iterations=2, ocio_config=blender_config(), view="AgX")
+    run = SequenceRun(str(src), str(tmp_path / "out"), settings)
+    image, stats = run.stylize_frame(1)
+    assert stats.iterations == 0
+    assert torch_equal(image, run.inputs(1).display)
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+    return bool(torch.equal(a, b))
