@@ -74,7 +74,7 @@ def write_multilayer(path: Path, passes: dict, layer: str = "ViewLayer") -> None
     import numpy as np
     import OpenEXR
 
-    names = {"Combined": "RGBA", "Vector": "XYZW", "Depth": "Z"}
+    names = {"Combined": "RGBA", "Vector": "XYZW", "Depth": "Z", "Object Index": "X"}
     parts = []
     for pass_name, array in passes.items():
         channels = {f"{layer}.{pass_name}.{c}": np.ascontiguousarray(array[..., i], np.float32)
