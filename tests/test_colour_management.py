@@ -260,10 +260,11 @@ def test_preserve_colour_keeps_the_renders_chroma(tmp_path):
     plain = chroma_change(tmp_path / "plain", plate, view)
     kept = chroma_change(tmp_path / "kept", plate, view)
     print(f"chroma change: plain {plain:.4f}, preserve_colour {kept:.4f}")
-    # Measured at 32x40, 12 iterations, AgX: plain 0.105, preserve_colour 0.0097 (what is
-    # left: clipping to the display cube and the diffuse-white limit of colour.to_linear).
+    # Measured at 32x40, 12 iterations, AgX: plain 0.105, preserve_colour 0.0097 with the
+    # first default style balance, 0.048 and 0.0042 with the later one (what is left:
+    # clipping to the display cube and the diffuse-white limit of colour.to_linear).
     assert kept < 0.02, kept
-    assert plain > 4 * kept and plain > 0.05, (plain, kept)
+    assert plain > 5 * kept and plain > 0.02, (plain, kept)
     settings = json.loads(exr.read_attributes(str(tmp_path / "kept" / "flowstyle_0001.exr"))
                           ["flowstyle.settings"])
     assert settings["preserve_colour"] is True
