@@ -127,7 +127,7 @@ def cases(p: Probe) -> dict:
         target = out / "flowstyle_0003.exr"
         data = target.read_bytes()
         target.write_bytes(data[: len(data) - 200])
-        r = p.stylize(f, out)
+        r = p.stylize(f, out, "--progress", "lines")  # "none" would hide the warning
         p.record("truncated output, resume", r, r.returncode == 0 and "0003" in r.stderr
                  and "warning" in r.stderr)
 
@@ -291,7 +291,9 @@ def cases(p: Probe) -> dict:
         "style not an image": sty("style not an image", "--style", str(notimg)),
         "style missing": sty("style missing", "--style", str(w / "gone.jpg")),
         "style 8x8 px": sty("style 8x8 px", "--style", str(tiny)),
-        "style 40x40 px": sty("style 40x40 px", "--style", str(small)),
+        "style 40x40 px (above the minimum)": simple("style 40x40 px (above the minimum)", [
+            "stylize", str(f), "--out", str(w / "o_small"), "--style", str(small), "--frames", "1:1",
+            "--progress", "none", *TINY], expect=0),
         "style weight -1": sty("style weight -1", "--style", f"{st}:-1"),
         "weights: random bytes": sty("weights: random bytes", "--weights", str(garbage)),
         "weights: a text file": sty("weights: a text file", "--weights", str(text_weights)),
