@@ -238,6 +238,7 @@ class Stylizer:
         self.loss_scale = INITIAL_LOSS_SCALE if self.autocast is torch.float16 else None
         self._finite_in_a_row = 0
         self._grams: dict[tuple[int, int], dict[str, torch.Tensor]] = {}
+        self._frame_fraction = 1.0  # frame height / canvas height (stylize's mirrored margin)
         self._region_grams: dict[tuple[int, int], list[dict[str, torch.Tensor] | None]] = {}
         self.style_strength = self.settings.style_strength  # this frame's (keyframeable)
         # L-BFGS's last inverse-curvature estimate per working size: a new frame's first
@@ -267,8 +268,13 @@ class Stylizer:
         return self._region_grams[size]
 
     def _blend(self, styles: list[tuple[torch.Tensor, float]], size: tuple[int, int]) -> dict[str, torch.Tensor]:
-        """Weighted sum of the style images' Grams, each image scaled to the working size."""
-        target_height = max(16, round(size[0] * self.settings.style_scale))
+        """Weighted sum of the style images' Grams, each image scaled to the working size.
+
+        The frame's height sets the scale, not the mirrored canvas's (`stylize`): strokes
+        keep their size relative to the frame whatever the margin.
+        """
+        frame_height = size[0] * self._frame_fraction
+        target_height = max(16, round(frame_height * self.settings.style_scale))
         blended: dict[str, torch.Tensor] = {}
         with torch.no_grad():
             for image, weight in styles:
@@ -297,6 +303,7 @@ class Stylizer:
         and the optimizer, and come out like the rest (no bright rim at the edges).
         """
         margin = min(defaults.CANVAS_MARGIN, content.shape[-2] - 1, content.shape[-1] - 1)
+        self._frame_fraction = content.shape[-2] / (content.shape[-2] + 2 * margin)
         if margin > 0:
             content, init = mirror_pad(content, margin), mirror_pad(init, margin)
             temporal = [TemporalTerm(mirror_pad(t.warped, margin), mirror_pad(t.mask, margin), t.weight)
