@@ -39,18 +39,11 @@ def _redraw(context: bpy.types.Context) -> None:
             area.tag_redraw()
 
 
-class FLOWSTYLE_OT_stylize(bpy.types.Operator):
-    """Render the frames, stylize them with the engine and show the result in the compositor.
-Esc cancels; finished frames are kept and a new run resumes"""
+class _StylizeOperator(bpy.types.Operator):
+    """What Stylize and Send to Farm share. Never registered itself: Blender rebinds a
+    registered operator class when a subclass of it is registered, which broke Stylize."""
 
-    bl_idname = "flowstyle.stylize"
-    bl_label = "Stylize"
-    bl_options = {"REGISTER"}
-
-    rerender: bpy.props.BoolProperty(  # type: ignore[valid-type]
-        name="Replace Renders", default=False, options={"SKIP_SAVE"},
-        description="Render again, deleting the renders already in the output folder, also "
-                    "those of another shot")
+    rerender: bool  # each registered subclass declares it as a BoolProperty
 
     _run: StylizeRun | None = None
     _timer: Any = None
@@ -149,12 +142,27 @@ Esc cancels; finished frames are kept and a new run resumes"""
         return {"CANCELLED"}
 
 
-class FLOWSTYLE_OT_send_to_farm(FLOWSTYLE_OT_stylize):
+class FLOWSTYLE_OT_stylize(_StylizeOperator):
+    """Render the frames, stylize them with the engine and show the result in the compositor.
+Esc cancels; finished frames are kept and a new run resumes"""
+
+    bl_idname = "flowstyle.stylize"
+    bl_label = "Stylize"
+    bl_options = {"REGISTER"}
+
+    rerender: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Replace Renders", default=False, options={"SKIP_SAVE"},
+        description="Render again, deleting the renders already in the output folder, also "
+                    "those of another shot")
+
+
+class FLOWSTYLE_OT_send_to_farm(_StylizeOperator):
     """Render the frames here if needed, then stylize them on the Dask scheduler set in the
 add-on preferences (Farm); progress shows here as for Stylize, the result is wired the same"""
 
     bl_idname = "flowstyle.send_to_farm"
     bl_label = "Send to Farm"
+    bl_options = {"REGISTER"}
 
     rerender: bpy.props.BoolProperty(  # type: ignore[valid-type]
         name="Replace Renders", default=False, options={"SKIP_SAVE"},
