@@ -237,9 +237,9 @@ class Stylizer:
         # LOSS_SCALE_GROWTH finite evaluations in a row. bf16 and fp32 need none.
         self.loss_scale = INITIAL_LOSS_SCALE if self.autocast is torch.float16 else None
         self._finite_in_a_row = 0
-        self._grams: dict[tuple[int, int], dict[str, torch.Tensor]] = {}
+        self._grams: dict[tuple[tuple[int, int], float], dict[str, torch.Tensor]] = {}
         self._frame_fraction = 1.0  # frame height / canvas height (stylize's mirrored margin)
-        self._region_grams: dict[tuple[int, int], list[dict[str, torch.Tensor] | None]] = {}
+        self._region_grams: dict[tuple[tuple[int, int], float], list[dict[str, torch.Tensor] | None]] = {}
         self.style_strength = self.settings.style_strength  # this frame's (keyframeable)
         # L-BFGS's last inverse-curvature estimate per working size: a new frame's first
         # step starts from it instead of from a tiny probe (lbfgs.py). Part of a run's
@@ -253,27 +253,34 @@ class Stylizer:
         with context:
             return self.vgg(image)
 
-    def style_grams(self, size: tuple[int, int]) -> dict[str, torch.Tensor]:
-        """Blended target Grams for frames of `size` (cached: computed once per size)."""
-        if size not in self._grams:
-            self._grams[size] = self._blend(self.styles, size)
-        return self._grams[size]
+    def style_grams(self, size: tuple[int, int], frame_fraction: float = 1.0) -> dict[str, torch.Tensor]:
+        """Blended target Grams for images of `size` (cached per size).
 
-    def group_grams(self, size: tuple[int, int]) -> list[dict[str, torch.Tensor] | None]:
+        frame_fraction: the frame's height / `size`'s height (below 1 when `size` is a
+        canvas with a mirrored margin, `stylize`): the frame's height sets the scale.
+        """
+        key = (size, frame_fraction)
+        if key not in self._grams:
+            self._grams[key] = self._blend(self.styles, size, frame_fraction)
+        return self._grams[key]
+
+    def group_grams(self, size: tuple[int, int], frame_fraction: float = 1.0) -> list[dict[str, torch.Tensor] | None]:
         """Targets of `losses.regional_style_loss`: the main styles' Grams for the pixels in
         no region (mask channel 0), then each region's (None: keep the original)."""
-        if size not in self._region_grams:
-            self._region_grams[size] = [self.style_grams(size)] + [
-                self._blend(group, size) if group else None for group in self.regions]
-        return self._region_grams[size]
+        key = (size, frame_fraction)
+        if key not in self._region_grams:
+            self._region_grams[key] = [self.style_grams(size, frame_fraction)] + [
+                self._blend(group, size, frame_fraction) if group else None for group in self.regions]
+        return self._region_grams[key]
 
-    def _blend(self, styles: list[tuple[torch.Tensor, float]], size: tuple[int, int]) -> dict[str, torch.Tensor]:
+    def _blend(self, styles: list[tuple[torch.Tensor, float]], size: tuple[int, int],
+               frame_fraction: float) -> dict[str, torch.Tensor]:
         """Weighted sum of the style images' Grams, each image scaled to the working size.
 
         The frame's height sets the scale, not the mirrored canvas's (`stylize`): strokes
         keep their size relative to the frame whatever the margin.
         """
-        frame_height = size[0] * self._frame_fraction
+        frame_height = size[0] * frame_fraction
         target_height = max(16, round(frame_height * self.settings.style_scale))
         blended: dict[str, torch.Tensor] = {}
         with torch.no_grad():
@@ -357,7 +364,8 @@ class Stylizer:
         if self._masks is None or not self.regions:
             return losses.style_loss(feats, grams)
         level = (int(size[0]), int(size[1]))
-        return losses.regional_style_loss(feats, self.group_grams(level), resize(self._masks, level))
+        return losses.regional_style_loss(feats, self.group_grams(level, self._frame_fraction),
+                                          resize(self._masks, level))
 
     def weighted(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         s = self.settings
@@ -376,7 +384,7 @@ class Stylizer:
             feats = self.features(content)
             content_features = {n: feats[n].detach() for n in defaults.CONTENT_LAYERS}
         size = (int(content.shape[-2]), int(content.shape[-1]))
-        grams = self.style_grams(size)
+        grams = self.style_grams(size, self._frame_fraction)
         stats = FrameStats()
         seen: dict[float, dict[str, float]] = {}  # loss -> its unweighted terms (this step)
 

@@ -26,6 +26,7 @@ import os
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from . import defaults
 from .errors import FlowstyleError
@@ -59,6 +60,19 @@ LAYER_INDEX = _layer_names()
 CONV_INDICES = [i for name, i in LAYER_INDEX.items() if name.startswith("conv")]
 
 
+class _Conv3x3(nn.Conv2d):
+    """A 3×3 convolution whose reflection padding falls back to replicating the edge on
+    maps of a single row or column (reflection needs two; relu5_1 of a frame under 32 px
+    is 1 px high), so tiny frames and coarse pyramid levels still run."""
+
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor,
+                      bias: torch.Tensor | None) -> torch.Tensor:
+        if self.padding_mode == "reflect" and min(input.shape[-2:]) < 2:
+            padded = F.pad(input, self._reversed_padding_repeated_twice, mode="replicate")
+            return F.conv2d(padded, weight, bias, self.stride, 0, self.dilation, self.groups)
+        return super()._conv_forward(input, weight, bias)
+
+
 def vgg19_features(last_index: int, padding: str = defaults.VGG_PADDING) -> nn.Sequential:
     """VGG19's feature layers up to and including `last_index`, untrained.
 
@@ -71,7 +85,7 @@ def vgg19_features(last_index: int, padding: str = defaults.VGG_PADDING) -> nn.S
         if item == "M":
             layers.append(nn.MaxPool2d(2, 2))
         else:
-            layers += [nn.Conv2d(channels, int(item), 3, padding=1, padding_mode=padding),
+            layers += [_Conv3x3(channels, int(item), 3, padding=1, padding_mode=padding),
                        nn.ReLU(inplace=False)]
             channels = int(item)
     return nn.Sequential(*layers[: last_index + 1])

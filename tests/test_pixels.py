@@ -89,7 +89,8 @@ def test_no_ghost_trails_behind_objects_crossing_a_textured_wall(crossing):
 
 @pytest.mark.slow
 def test_stylized_frames_have_clean_edges(crossing):
-    # Zero padding in VGG painted a bright rainbow rim 1-3 px wide (edge score 1.75 here;
-    # 1.00 now: scores move by about 0.1 from frame to frame, docs/tuning.md).
+    # Zero padding in VGG painted a bright rainbow rim 1-3 px wide (edge score 1.75 here).
+    # Now the border is like the interior: 1.00-1.01 measured, and a single frame's score
+    # moves by about 0.1 (docs/tuning.md), so "like the interior" is 1.0 within that noise.
     _, _, report = crossing
-    assert report["edge_score"]["output"] <= 1.0, report["edge_score"]
+    assert report["edge_score"]["output"] <= 1.1, report["edge_score"]

@@ -108,7 +108,10 @@ def test_gram_backward_matches_autograd(dtype):
 
 
 def test_temporal_term_pulls_masked_pixels_to_the_warped_previous_result(vgg):
-    stylizer = _stylizer(vgg)
+    # The mechanism, at a fixed balance (style weight 5, at which the thresholds below were
+    # measured): the default style weight is tuned for looks (docs/tuning.md), and 20
+    # iterations from the content move pixels less far against a stronger style term.
+    stylizer = _stylizer(vgg, style_weight=5.0)
     content = _content()
     target = torch.full_like(content, 0.5)
     mask = torch.zeros_like(content[:, :1])
