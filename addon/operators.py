@@ -76,7 +76,7 @@ class _StylizeOperator(bpy.types.Operator):
         if run is None:
             return {"CANCELLED"}
         run.run_to_completion()
-        return self._report_end(run)
+        return self._report_end(context, run)
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> OperatorResult:
         if bpy.app.background or context.window is None:
@@ -85,7 +85,7 @@ class _StylizeOperator(bpy.types.Operator):
         if run is None:
             return {"CANCELLED"}
         if not run.running:  # failed at once (e.g. the engine check was cached as bad)
-            return self._report_end(run)
+            return self._report_end(context, run)
         self._run = run
         wm = window_manager(context)
         self._timer = wm.event_timer_add(TIMER_INTERVAL, window=context.window)
@@ -107,7 +107,7 @@ class _StylizeOperator(bpy.types.Operator):
             self._show(context)
             return {"RUNNING_MODAL"}
         self._teardown(context)
-        return self._report_end(run)
+        return self._report_end(context, run)
 
     def cancel(self, context: bpy.types.Context) -> None:
         # Blender calls this when it drops the operator (file load, quit): stop the engine.
@@ -131,7 +131,7 @@ class _StylizeOperator(bpy.types.Operator):
             context.workspace.status_text_set(None)
         _redraw(context)
 
-    def _report_end(self, run: StylizeRun) -> OperatorResult:
+    def _report_end(self, context: bpy.types.Context, run: StylizeRun) -> OperatorResult:
         for warning in run.warnings:
             self.report({"WARNING"}, f"Flowstyle: {warning}")
         if run.phase is Phase.DONE:

@@ -29,10 +29,10 @@ from .engine_client import EngineProcess
 from .job import JobSpec
 from .pipeline import Phase, StylizeError, StylizeRun, resolve_engine_root
 from .render import FrameRenderer
+from .operators import _StylizeOperator, active_view_layer
 from .typing_bl import OperatorResult, context_scene, window_manager
 
 IMAGE_NAME = "Flowstyle Preview"
-TIMER_INTERVAL = 0.1  # s
 
 
 def scratch_dir(scene: bpy.types.Scene, frame: int) -> str:
@@ -128,7 +128,7 @@ def show_in_image_editor(context: bpy.types.Context, image: bpy.types.Image) -> 
     return True
 
 
-class FLOWSTYLE_OT_preview_frame(bpy.types.Operator):
+class FLOWSTYLE_OT_preview_frame(_StylizeOperator):
     """Stylize only the current frame, small and fast, and show it next to the render in an
 Image Editor (the shot's output folder is not touched). Esc cancels"""
 
@@ -136,16 +136,7 @@ Image Editor (the shot's output folder is not touched). Esc cancels"""
     bl_label = "Preview Frame"
     bl_options = {"REGISTER"}
 
-    _run: PreviewRun | None = None
-    _timer: Any = None
-
-    @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
-        from .pipeline import ACTIVE
-        return context.scene is not None and context.scene.name not in ACTIVE
-
     def _make_run(self, context: bpy.types.Context) -> PreviewRun | None:
-        from .operators import active_view_layer
         scene = context_scene(context)
         spec = preview_spec(scene, scene.frame_current)
         out_file = os.path.join(spec.out_dir, f"preview_{scene.frame_current:04d}.exr")
@@ -157,58 +148,13 @@ Image Editor (the shot's output folder is not touched). Esc cancels"""
             return None
         return run
 
-    def execute(self, context: bpy.types.Context) -> OperatorResult:
-        run = self._make_run(context)
-        if run is None:
-            return {"CANCELLED"}
-        run.run_to_completion()
-        return self._end(context, run)
-
-    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> OperatorResult:
-        if bpy.app.background or context.window is None:
-            return self.execute(context)
-        run = self._make_run(context)
-        if run is None:
-            return {"CANCELLED"}
-        self._run = run
-        wm = window_manager(context)
-        self._timer = wm.event_timer_add(TIMER_INTERVAL, window=context.window)
-        wm.modal_handler_add(self)
-        return {"RUNNING_MODAL"}
-
-    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> OperatorResult:
-        run = self._run
-        if run is None:
-            return {"CANCELLED"}
-        if event.type == "ESC" and event.value == "PRESS":
-            run.cancel()
-        elif event.type == "TIMER":
-            run.step()
-        else:
-            return {"PASS_THROUGH"}
-        if context.workspace is not None:
-            context.workspace.status_text_set(run.status_text() + "   (Esc: cancel)"
-                                              if run.running else None)
-        if run.running:
-            return {"RUNNING_MODAL"}
-        window_manager(context).event_timer_remove(self._timer)
-        return self._end(context, run)
-
-    def cancel(self, context: bpy.types.Context) -> None:
-        if self._run is not None:
-            self._run.cancel()
-        if self._timer is not None:
-            window_manager(context).event_timer_remove(self._timer)
-
-    def _end(self, context: bpy.types.Context, run: PreviewRun) -> OperatorResult:
-        if run.phase is not Phase.DONE:
-            self.report({"ERROR" if run.phase is Phase.FAILED else "WARNING"}, f"Flowstyle: {run.message}")
-            return {"CANCELLED"}
-        image = bpy.data.images.get(run.image_name)
-        if image is not None:
+    def _report_end(self, context: bpy.types.Context, run: StylizeRun) -> OperatorResult:
+        """Stylize's report, and on success the render | stylized image in an Image Editor."""
+        result = super()._report_end(context, run)
+        image = bpy.data.images.get(run.image_name) if isinstance(run, PreviewRun) else None
+        if run.phase is Phase.DONE and image is not None:
             show_in_image_editor(context, image)
-        self.report({"INFO"}, f"Flowstyle: {run.message}")
-        return {"FINISHED"}
+        return result
 
 
 def run_batch(scene: bpy.types.Scene, view_layer: str, spec: JobSpec, out_file: str,

@@ -178,3 +178,21 @@ def test_install_engine_operator_asks_for_online_access_then_installs_from_wheel
     assert os.path.isfile(prefs.python_path)
     assert install_ui.LAST["status"].startswith("Installed in")
     assert "done after" in pathlib.Path(install_ui.LAST["log"]).read_text()
+
+
+@pytest.mark.slow
+def test_preview_frame_operator_shows_render_and_stylized_without_touching_the_shot(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The panel's button (run synchronously, as in background mode) with the real engine."""
+    from addon import preview_frame
+    from addon_helpers import REPO, set_styles
+    monkeypatch.setenv("FLOWSTYLE_PYTHON", sys.executable)
+    monkeypatch.setenv("FLOWSTYLE_ENGINE_ROOT", REPO)
+    scene = new_scene(frames=(1, 3))
+    set_styles(scene, [style_image(str(tmp_path))])
+    scene.frame_set(2)
+    shot_out = settings.spec_from_scene(scene).out_dir
+    assert bpy.ops.flowstyle.preview_frame("INVOKE_DEFAULT") == {"FINISHED"}
+    assert tuple(bpy.data.images[preview_frame.IMAGE_NAME].size) == (128, 48)  # render | stylized
+    assert os.path.isfile(os.path.join(preview_frame.scratch_dir(scene, 2), "preview_0002.exr"))
+    assert not pathlib.Path(shot_out).exists()
