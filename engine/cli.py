@@ -124,6 +124,9 @@ def _add_stylize(sub: Any, name: str = "stylize",
     p.add_argument("--model", help="the trained model (network and hybrid)")
     p.add_argument("--style-mix", type=_floats, metavar="W1,W2,...",
                    help="weights of the model's styles (default: as trained)")
+    p.add_argument("--tile", dest="network_tile", type=int, metavar="PX",
+                   help="network: stylize frames in tiles of PX px (same output, less memory; "
+                        "default 0 = only when a frame does not fit in memory)")
     _add_cluster(p)
     p.add_argument("--chunk-frames", type=int,
                    help="farm: frames per chunk task (default %d)" % Settings.chunk_frames)
@@ -202,7 +205,7 @@ def _add_train(sub: Any) -> None:
 
 NETWORK_OPTIONS = ("method", "model", "style_mix", "train_steps", "train_crop", "train_batch",
                    "train_lr", "network_channels", "network_blocks", "train_preview_every",
-                   "train_checkpoint_every", "train_seed")
+                   "train_checkpoint_every", "train_seed", "network_tile")
 
 
 def _add_cluster(p: Any) -> None:

@@ -65,7 +65,11 @@ METHODS = ("optimize", "network", "hybrid")
 # Settings only the network and its training read (left out of optimize's fingerprint).
 NETWORK_FIELDS = ("method", "model", "style_mix", "train_steps", "train_crop", "train_batch",
                   "train_lr", "network_channels", "network_blocks", "train_preview_every",
-                  "train_checkpoint_every", "train_seed")
+                  "train_checkpoint_every", "train_seed", "network_tile")
+# Smallest tile side for network tiling, in px: each tile also runs a margin of the
+# network's receptive radius (60 px for the default network) on every side, so smaller
+# tiles spend most of their time on margins.
+MIN_NETWORK_TILE = 32
 # Smallest working height, in px: VGG19 halves the image four times before relu5_1, the
 # deepest style layer, so below 16 px that layer has no pixels left.
 MIN_WORKING_HEIGHT = 16
@@ -192,6 +196,11 @@ class Settings:
     train_preview_every: int = 100  # steps between previews of a held-out frame (0 = none)
     train_checkpoint_every: int = 25  # steps between resumable checkpoints
     train_seed: int = 0  # the network's initial weights and the crops drawn
+    # network: side in px of the tiles a frame too large for memory is stylized in (each
+    # grown by the network's receptive radius, sharing the whole frame's statistics:
+    # engine/tiling.py). 0 = auto: whole frames when they fit in the free memory, else the
+    # largest tiles that do. The output is the same either way (up to float rounding).
+    network_tile: int = 0
     # Farm (--cluster) only: the shot is optimized in chunks of `chunk_frames` frames, each
     # starting `chunk_overlap` frames early; the overlap frames are blended (engine/farm.py).
     # frames per chunk (one task). bench/farm.py projects, on 1,000 frames: 32 keeps 8 workers 86%
@@ -298,6 +307,9 @@ class Settings:
              "give 3 widths of 1 or more, e.g. 32,64,128")
         need(self.network_blocks >= 0, "network_blocks", "give 0 or more blocks")
         need(self.train_preview_every >= 0, "train_preview_every", "give 0 (none) or more steps")
+        need(self.network_tile == 0 or self.network_tile >= MIN_NETWORK_TILE, "network_tile",
+             f"give 0 (automatic: tiles only when a frame does not fit in memory) or a tile "
+             f"side of at least {MIN_NETWORK_TILE} px")
         # Farm (engine/farm.py).
         need(self.chunk_frames >= 1, "chunk_frames", "give 1 or more frames per chunk")
         # An optimized shot's chunks share at least their anchor frame; network chunks

@@ -57,11 +57,18 @@ class ConditionalInstanceNorm(nn.Module):
         super().__init__()
         self.gamma = nn.Parameter(torch.ones(styles, channels))
         self.beta = nn.Parameter(torch.zeros(styles, channels))
+        # Tiled inference (engine/tiling.py) fixes the statistics to the whole frame's:
+        # (mean, variance), each N×C float32. None: this input's own (instance norm).
+        self.stats: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
         # Statistics in float32 even under autocast: a bf16 mean over a 1080p plane loses
         # the low bits that tell the shading apart.
-        normalized = F.instance_norm(x.float()).to(x.dtype)
+        if self.stats is None:
+            normalized = F.instance_norm(x.float()).to(x.dtype)
+        else:
+            mean, var = (t[:, :, None, None] for t in self.stats)
+            normalized = ((x.float() - mean) * torch.rsqrt(var + 1e-5)).to(x.dtype)
         gamma = (mix @ self.gamma)[:, :, None, None]
         beta = (mix @ self.beta)[:, :, None, None]
         return normalized * gamma.to(x.dtype) + beta.to(x.dtype)

@@ -25,13 +25,14 @@ import torch
 
 from . import lock
 from .digests import source_digest
-from .defaults import Settings, StyleImage
+from .defaults import MIN_NETWORK_TILE, Settings, StyleImage
 from .errors import FlowstyleError
 from .frames import open_sequence
 from .network import style_mix
 from .progress import Progress
 from .run import SequenceRun, check_writable, load_style_images
 from .stylize import TemporalTerm, autocast_dtype, available_bytes, resize, resolve_device
+from .tiling import receptive_radius, stylize_tiled
 from .train import Model, load_model
 
 # Peak memory of one inference per pixel of the frame (bytes, float32): at full size the
@@ -48,7 +49,8 @@ _OPTIMIZE_ONLY = ("preset", "height", "first_iterations", "iterations", "content
                   "early_stop_window", "flow", "use_depth", "weights", "train_seed", "train_steps",
                   "train_crop", "train_batch", "train_lr", "network_channels", "network_blocks",
                   "train_preview_every", "train_checkpoint_every", "device", "precision",
-                  "frames", "styles")
+                  "frames", "styles",
+                  "network_tile")  # tiled frames equal whole ones (tiling.py), like device
 
 
 def need_model(settings: Settings) -> str:
@@ -104,7 +106,7 @@ class NetworkRun(SequenceRun):
                  progress: Progress | None = None, allow_download: bool = False):
         # SequenceRun's own __init__ prepares an optimization (VGG, style Grams, memory
         # for it); only its frame reading, writing and resume checks are shared.
-        s = self.settings = settings.resolved()
+        s = self.settings = settings.validate().resolved()
         self.progress = progress or Progress("none")
         self.out_dir = os.path.abspath(out_dir)
         model_path = need_model(s)
@@ -121,28 +123,53 @@ class NetworkRun(SequenceRun):
         lock.refuse_if_held(self.out_dir)
         self.autocast = autocast_dtype(self.device, s.precision)
         self.size = (self.sequence.height, self.sequence.width)
-        self.batch = self.batch_size()
+        self.tile = self.tile_size()
+        self.batch = 1 if self.tile else self.batch_size()
         self._inputs = {}
         self._backward, self._forward, self.results = {}, {}, {}
 
     def batch_size(self) -> int:
-        """Frames per pass that fit in half the free memory (at least 1)."""
+        """Frames per pass that fit in half the free memory (at least 1; tile_size has
+        checked that one fits)."""
         need = self.size[0] * self.size[1] * NETWORK_BYTES_PER_PIXEL
         free = available_bytes(self.device)
         if free is None:
             return 1
-        if need > 0.9 * free:
-            raise FlowstyleError(f"a {self.size[1]}x{self.size[0]} frame needs about "
-                                 f"{need / 2**30:.1f} GB for the network, but only "
-                                 f"{free / 2**30:.1f} GB is free on {self.device}. Free memory, "
-                                 "or use a machine with more.")
         return max(1, min(MAX_BATCH, int(0.5 * free // need)))
+
+    def tile_size(self) -> int:
+        """The tile side in px (0: whole frames). --tile when given; else 0 when a frame
+        fits in 90% of the free memory, else the largest tile (with its margins) that fits
+        in half of it, as batch_size budgets a batch."""
+        s = self.settings
+        height, width = self.size
+        if s.network_tile:
+            tile = s.network_tile if s.network_tile < max(height, width) else 0
+        else:
+            free = available_bytes(self.device)
+            if free is None or height * width * NETWORK_BYTES_PER_PIXEL <= 0.9 * free:
+                return 0
+            margin = receptive_radius(self.model.network.config)
+            side = int((0.5 * free / NETWORK_BYTES_PER_PIXEL) ** 0.5) - 2 * margin
+            tile = side - side % 4
+            if tile < MIN_NETWORK_TILE:
+                need = (MIN_NETWORK_TILE + 2 * margin) ** 2 * NETWORK_BYTES_PER_PIXEL
+                raise FlowstyleError(f"the network needs about {need / 2**20:.0f} MB even in "
+                                     f"tiles, but only {free / 2**20:.0f} MB is free on "
+                                     f"{self.device}. Free memory, or use a machine with more.")
+        if tile:
+            self.progress.event("tiling", f"{width}x{height} frames: stylizing in tiles of "
+                                f"{tile} px that share the whole frame's statistics", tile=tile)
+        return tile
 
     def stylize_batch(self, images: torch.Tensor) -> torch.Tensor:
         """N×3×H×W display [0, 1] -> the network's output, clamped to [0, 1]."""
         context = (torch.autocast(self.device.type, dtype=self.autocast) if self.autocast
                    else contextlib.nullcontext())
         with torch.no_grad(), context:
+            if self.tile:
+                return stylize_tiled(self.model.network, images, torch.tensor(self.mix),
+                                     self.tile).clamp(0, 1)
             return self.model.network(images, torch.tensor(self.mix)).float().clamp(0, 1)
 
     def _run(self) -> dict:  # run() holds the output folder's lock around it

@@ -51,7 +51,7 @@ MODEL_FORMAT_VERSION = 2  # 2: sigmoid output (1 added a residual to the input)
 SCALE_RANGE = (0.8, 1.25)  # random scale of a training crop, relative to the frame's size
 CACHE_BYTES = 1 << 30  # frames and flows kept in memory between steps (beyond: re-read)
 # Settings that do not change what a training run computes, step for step.
-_NOT_TRAINING = ("device", "precision", "train_steps", "train_preview_every",
+_NOT_TRAINING = ("device", "precision", "network_tile", "train_steps", "train_preview_every",
                  "train_checkpoint_every", "method", "model", "style_mix", "preset", "height",
                  "first_iterations", "iterations", "optimizer", "adam_lr", "early_stop",
                  "early_stop_window", "pyramid_levels", "min_level_height", "long_term")

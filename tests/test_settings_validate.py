@@ -90,7 +90,8 @@ def test_validate_is_the_same_for_programs():
     Settings(styles=[StyleImage("a.jpg")]).validate()
     for bad in ({"iterations": 0}, {"height": -1}, {"tv_weight": float("inf")},
                 {"long_term": (0, 1)}, {"optimizer": "sgd"}, {"flow": "magic"},
-                {"precision": "fp8"}, {"use_depth": 1}, {"styles": [StyleImage("a.jpg", 0.0)]}):
+                {"precision": "fp8"}, {"use_depth": 1}, {"styles": [StyleImage("a.jpg", 0.0)]},
+                {"network_tile": 8}):
         with pytest.raises(SettingError) as err:
             Settings(**bad).validate()
         assert err.value.key == next(iter(bad))

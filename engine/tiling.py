@@ -1,0 +1,225 @@
+"""Running the style network on a frame too large for memory, in tiles, without seams.
+
+Why tiling is not just cutting the frame: every normalization layer of the network is an
+instance norm (network.ConditionalInstanceNorm), which subtracts the mean and divides by
+the standard deviation of each channel *over the whole image*. Run on its own, each tile
+would be normalized with its own statistics: a dark tile is brightened, a busy one calmed,
+and every tile border becomes a visible seam (tests/test_tiling.py shows it).
+
+So the tiles share the whole frame's statistics, gathered exactly, layer after layer:
+
+  1. For the first norm layer: run each tile up to that layer, and sum its activations
+     (and their squares) over the tile's *core*, the part of the frame the tile owns,
+     mapped to that layer's resolution (1/1, 1/2 or 1/4). The cores partition the
+     frame, so the sums give the whole frame's mean and variance.
+  2. Fix those statistics in the layer, and do the same for the next norm layer; and so
+     on for all of them (each pass runs further into the network).
+  3. Run every tile through the whole network with all statistics fixed and keep its core.
+
+Each tile is its core plus a margin of the network's receptive-field radius on every
+side, so a core pixel sees exactly the pixels it sees in a whole-frame pass; with the
+statistics equal too, the tiled frame equals the whole-frame one up to float rounding,
+and no feathered blend is needed (a blend would only mix in the margins, which are less
+exact: their convolutions pad by reflection at the tile's edge instead of seeing the
+neighbours). bench/tiling.py measures it against a cheaper alternative (statistics from
+one pass over a downscaled frame) and against per-tile statistics.
+
+Cost: pass k runs the tiles up to norm layer k, so gathering costs several forward passes
+(bench/tiling.py); this is only paid when a frame does not fit in memory, where the
+alternative is no output at all.
+
+Device-agnostic: the same code runs on CUDA (under autocast) and on the CPU. Tiles are
+N×3×h×w slices of an N-frame batch; statistics are per frame and channel.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .network import ConditionalInstanceNorm, NetworkConfig, StyleNetwork
+
+ALIGN = 4  # the network halves the image twice: tiles start and end on multiples of 4 px
+# F.instance_norm's epsilon: fixed statistics must normalize exactly as it does.
+NORM_EPS = 1e-5
+
+
+def receptive_radius(config: NetworkConfig) -> int:
+    """How far (px of the input) an output pixel sees in each direction, rounded up to a
+    multiple of 4: the margin a tile needs for its core to be exact.
+
+    A k×k convolution whose input has stride j (px of the frame per pixel) reaches
+    (k // 2)·j px further; a nearest upsampling from stride j may shift by up to one source
+    pixel, j px more. Measured (tests/test_tiling.py): 8 px less is no longer exact.
+    """
+    reach = 4 * 1 + 1 * 1 + 1 * 2  # 9×9 at 1/1, 3×3 stride 2 on 1/1, 3×3 stride 2 on 1/2
+    reach += 2 * config.blocks * 1 * 4  # two 3×3 per residual block, at 1/4
+    reach += 4 + 1 * 2  # upsample from 1/4, then 3×3 at 1/2
+    reach += 2 + 1 * 1  # upsample from 1/2, then 3×3 at 1/1
+    reach += 4 * 1  # the last 9×9 at 1/1
+    return int(math.ceil(reach / ALIGN) * ALIGN)
+
+
+def norm_layers(network: StyleNetwork) -> list[ConditionalInstanceNorm]:
+    """The network's norm layers in the order a forward pass runs them (module registration
+    order: down, residual blocks a then b, up)."""
+    return [m for m in network.modules() if isinstance(m, ConditionalInstanceNorm)]
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile of a frame padded to multiples of 4, in px: the slice [y0:y1, x0:x1] it
+    runs on, and the core [cy0:cy1, cx0:cx1] it owns (frame coordinates). All multiples of 4."""
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    cy0: int
+    cy1: int
+    cx0: int
+    cx1: int
+
+
+def _spans(length: int, core: int, margin: int) -> list[tuple[int, int, int, int]]:
+    """1-D: (start, end, core start, core end) of tiles covering [0, length) (all multiples of 4)."""
+    spans = []
+    for c0 in range(0, length, core):
+        c1 = min(c0 + core, length)
+        spans.append((max(0, c0 - margin), min(length, c1 + margin), c0, c1))
+    return spans
+
+
+def plan_tiles(height: int, width: int, core: int, margin: int) -> list[Tile]:
+    """Tiles over a (height, width) frame (multiples of 4): cores of `core` px (a multiple of
+    4; the last row and column smaller), each grown by `margin` px where the frame allows."""
+    if height % ALIGN or width % ALIGN or core % ALIGN or margin % ALIGN or core <= 0:
+        raise ValueError(f"tiling needs multiples of {ALIGN}: {height}x{width}, core {core}, "
+                         f"margin {margin}")
+    return [Tile(y0, y1, x0, x1, cy0, cy1, cx0, cx1)
+            for y0, y1, cy0, cy1 in _spans(height, core, margin)
+            for x0, x1, cx0, cx1 in _spans(width, core, margin)]
+
+
+class _Stop(Exception):
+    """Raised by the gathering hook: the pass has reached the layer it was run for."""
+
+
+def _pad4(images: torch.Tensor) -> torch.Tensor:
+    """Reflect-pad the bottom and right to multiples of 4, exactly as StyleNetwork.forward."""
+    h, w = images.shape[-2:]
+    pad_h, pad_w = (-h) % ALIGN, (-w) % ALIGN
+    return F.pad(images, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else images
+
+
+def gather_statistics(network: StyleNetwork, images: torch.Tensor, mix: torch.Tensor,
+                      tiles: list[Tile]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The whole frame's per-channel mean and variance at every norm layer, computed tile by
+    tile (see the module docstring). images: N×3×H×W display [0, 1], H and W multiples of 4;
+    mix: N×S. Returns one (mean, variance) per norm layer, each N×C float32, and leaves
+    every layer's statistics fixed to them (release with release_statistics)."""
+    height, width = images.shape[-2:]
+    found: list[tuple[torch.Tensor, torch.Tensor]] = []
+    for norm in norm_layers(network):
+        sums: list[torch.Tensor] = []  # per tile: N×C sum and N×C sum of squares (float64)
+        scale = [1]
+        tile = tiles[0]
+
+        def record(module: torch.nn.Module, args: tuple) -> None:
+            x = args[0]
+            f = scale[0] = (tile.x1 - tile.x0) // x.shape[-1]  # this layer runs at 1/f
+            core = x[:, :, (tile.cy0 - tile.y0) // f:(tile.cy1 - tile.y0) // f,
+                     (tile.cx0 - tile.x0) // f:(tile.cx1 - tile.x0) // f].double()
+            sums.append(torch.stack([core.sum(dim=(2, 3)), core.square().sum(dim=(2, 3))]))
+            raise _Stop
+
+        handle = norm.register_forward_pre_hook(record)
+        try:
+            for tile in tiles:
+                try:
+                    network(images[:, :, tile.y0:tile.y1, tile.x0:tile.x1], mix)
+                except _Stop:
+                    pass
+        finally:
+            handle.remove()
+        total, squares = torch.stack(sums).sum(dim=0)
+        count = (height // scale[0]) * (width // scale[0])  # the cores partition the layer
+        mean = total / count
+        var = (squares / count - mean.square()).clamp_min(0)  # biased, as instance_norm
+        norm.stats = (mean.float(), var.float())
+        found.append(norm.stats)
+    return found
+
+
+def release_statistics(network: StyleNetwork) -> None:
+    """Back to normal instance norm: every layer computes its own statistics again."""
+    for norm in norm_layers(network):
+        norm.stats = None
+
+
+def downscaled_statistics(network: StyleNetwork, images: torch.Tensor, mix: torch.Tensor,
+                          factor: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The cheaper alternative to gather_statistics, kept for bench/tiling.py: each norm
+    layer's statistics from one whole-frame pass at 1/factor of the size (area average).
+    Not exact: a smaller image has less fine detail, so smaller variances."""
+    small = F.interpolate(images, scale_factor=1 / factor, mode="area")
+    found: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def record(module: torch.nn.Module, args: tuple) -> None:
+        x = args[0].float()
+        found.append((x.mean(dim=(2, 3)), x.var(dim=(2, 3), unbiased=False)))
+
+    handles = [norm.register_forward_pre_hook(record) for norm in norm_layers(network)]
+    try:
+        network(small, mix)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return found
+
+
+def run_tiles(network: StyleNetwork, images: torch.Tensor, mix: torch.Tensor,
+              tiles: list[Tile]) -> torch.Tensor:
+    """Every tile through the network (with whatever statistics its layers hold), each
+    core written into the output. images N×3×H×W -> N×3×H×W in (0, 1), float32."""
+    out = torch.empty(images.shape, dtype=torch.float32, device=images.device)
+    for t in tiles:
+        result = network(images[:, :, t.y0:t.y1, t.x0:t.x1], mix).float()
+        out[:, :, t.cy0:t.cy1, t.cx0:t.cx1] = result[:, :, t.cy0 - t.y0:t.cy1 - t.y0,
+                                                     t.cx0 - t.x0:t.cx1 - t.x0]
+    return out
+
+
+def stylize_tiled(network: StyleNetwork, images: torch.Tensor, mix: torch.Tensor, core: int,
+                  statistics: str = "exact", margin: int | None = None) -> torch.Tensor:
+    """The network's output for `images` computed in tiles of `core` px (plus margins).
+
+    images: N×3×H×W display RGB [0, 1], any H, W; mix: N×S or S style weights.
+    statistics: "exact" (the whole frame's, gathered tile by tile: equals the untiled
+    output), "downscaled:F" (from one pass at 1/F size) or "per-tile" (each tile its own:
+    seams, for comparison only). margin: px around each core (default: the receptive
+    radius). Returns N×3×H×W in (0, 1), float32. Call under torch.no_grad().
+    """
+    n, _, h, w = images.shape
+    if mix.dim() == 1:
+        mix = mix[None].expand(n, -1)
+    mix = mix.to(images.device, torch.float32)
+    padded = _pad4(images)
+    margin = receptive_radius(network.config) if margin is None else margin
+    core = max(ALIGN, core - core % ALIGN)
+    tiles = plan_tiles(padded.shape[-2], padded.shape[-1], core, margin)
+    try:
+        if statistics == "exact":
+            gather_statistics(network, padded, mix, tiles)
+        elif statistics.startswith("downscaled:"):
+            stats = downscaled_statistics(network, padded, mix, int(statistics.split(":")[1]))
+            for norm, value in zip(norm_layers(network), stats, strict=True):
+                norm.stats = value
+        elif statistics != "per-tile":
+            raise ValueError(f"unknown statistics {statistics!r}")
+        return run_tiles(network, padded, mix, tiles)[:, :, :h, :w]
+    finally:
+        release_statistics(network)
