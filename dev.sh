@@ -68,7 +68,7 @@ build_engine_wheels() {
      [ "$(cat "$ENGINE_WHEELS/.flowstyle-requirements")" = "$stamp" ]; then
     return 0
   fi
-  echo "== downloading the engine's wheels into $ENGINE_WHEELS (CPU torch: about 300 MB)"
+  echo "== downloading the engine's wheels into $ENGINE_WHEELS (CPU torch: about 305 MB)"
   rm -rf "$ENGINE_WHEELS" "$ENGINE_WHEELS.part"
   local index=()
   [ -n "${FLOWSTYLE_TORCH_CPU_INDEX:-}" ] && index=(--extra-index-url "$FLOWSTYLE_TORCH_CPU_INDEX")
