@@ -174,6 +174,9 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--style", action="append", type=_style, metavar="PATH[:WEIGHT]",
                    help="style image; repeat for several styles in one network (the weight is "
                    "the default mix when stylizing)")
+    p.add_argument("--region", action="append", type=_region, metavar="INDEX=STYLE[,STYLE]|keep",
+                   help="per-object style (as stylize's): its styles are trained into the "
+                        "network too, so stylize --region can use them; repeatable")
     p.add_argument("--steps", dest="train_steps", type=int, help="training steps (default 800)")
     p.add_argument("--crop", dest="train_crop", type=int, help="crop side in px (default 256)")
     p.add_argument("--batch", dest="train_batch", type=int, help="frame pairs per step (default 1)")
@@ -394,8 +397,16 @@ def _preview_frame(args: argparse.Namespace) -> int:
     progress = Progress(args.progress)
     try:
         settings, input_path, out, allow_download = settings_from(args)
+        shot = None
+        if args.shot_job:  # the shot's own job: its kept model, if current (preview_frame.py)
+            parser = argparse.ArgumentParser(prog="python -m engine")
+            _add_stylize(parser.add_subparsers(dest="command"))
+            shot_settings, shot_input = settings_from(parser.parse_args(["stylize", "--job",
+                                                                         args.shot_job]))[:2]
+            shot = (shot_input, shot_settings)
         from .preview_frame import preview_frame
-        report = preview_frame(input_path, args.frame, out, settings, progress, allow_download)
+        report = preview_frame(input_path, args.frame, out, settings, progress, allow_download,
+                               shot)
     except Exception as exc:  # noqa: BLE001 - every failure is said as an event too
         return _failed(progress, exc, None)
     print(json.dumps(report) if args.progress == "jsonl" else
@@ -472,6 +483,9 @@ def main(argv: list[str] | None = None) -> int:
     pf = _add_stylize(sub, "preview-frame", "stylize ONE frame fast into an EXR showing "
                       "original | stylized side by side (--out FILE.exr)")
     pf.add_argument("--frame", type=int, help="the frame to preview (default: the first)")
+    pf.add_argument("--shot-job", help="network/hybrid: the shot's job file; its kept model "
+                    "(the job's 'model') is used while it is current for the shot, else the "
+                    "preview optimizes")
     e = sub.add_parser("evaluate", help="temporal stability and style/content losses, as JSON")
     e.add_argument("input", help="the input sequence (its Vector pass gives the true motion)")
     e.add_argument("output", help="the folder of stylized frames")

@@ -20,20 +20,21 @@ import hashlib
 import json
 import os
 import time
+from typing import Callable
 
 import torch
 
-from . import lock
+from . import lock, regions as regionlib
 from .digests import source_digest
 from .defaults import MIN_NETWORK_TILE, Settings, StyleImage
 from .errors import FlowstyleError
 from .frames import open_sequence
 from .network import style_mix
 from .progress import Progress
-from .run import SequenceRun, check_writable, load_style_images
-from .stylize import TemporalTerm, autocast_dtype, available_bytes, resize, resolve_device
+from .run import SequenceRun, check_writable, load_region_styles, load_style_images
+from .stylize import FrameStats, TemporalTerm, autocast_dtype, available_bytes, resize, resolve_device
 from .tiling import receptive_radius, stylize_tiled
-from .train import Model, load_model
+from .train import Model, load_model, trained_strength
 
 # Peak memory of one inference per pixel of the frame (bytes, float32): at full size the
 # last upsampling holds the doubled 64-channel map, the 32-channel conv output and the
@@ -49,7 +50,7 @@ _OPTIMIZE_ONLY = ("preset", "height", "first_iterations", "iterations", "content
                   "early_stop_window", "flow", "use_depth", "weights", "train_seed", "train_steps",
                   "train_crop", "train_batch", "train_lr", "network_channels", "network_blocks",
                   "train_preview_every", "train_checkpoint_every", "device", "precision",
-                  "frames", "styles",
+                  "frames", "styles", "style_strengths",
                   "network_tile")  # tiled frames equal whole ones (tiling.py), like device
 
 
@@ -80,17 +81,96 @@ def resolve_mix(model: Model, settings: Settings, model_path: str) -> list[float
             raise FlowstyleError(f"--style-mix {','.join(map(str, settings.style_mix))}: {exc}.") from None
     if settings.styles:
         _, digests = load_style_images(settings)
-        known = [st["digest"] for st in model.styles]
-        weights = [0.0] * count
-        for style, digest in zip(settings.styles, digests):
-            if digest not in known:
-                raise FlowstyleError(
-                    f"{style.path}: {model_path} was trained for other styles ({names}). Train a "
-                    f"model for this style (python -m engine train SHOT --style {style.path} "
-                    "--out model.pt), or leave --style out to use the model's own.")
-            weights[known.index(digest)] += style.weight
-        return style_mix(weights, count).tolist()
+        return mix_of(model, settings.styles, digests, model_path,
+                      "or leave --style out to use the model's own")
     return style_mix([float(st["weight"]) for st in model.styles], count).tolist()
+
+
+def mix_of(model: Model, styles: list[StyleImage], digests: list[str], model_path: str,
+           alternative: str) -> list[float]:
+    """Style images (and their content digests) -> weights over the model's styles.
+    FlowstyleError naming the first image the model was not trained for."""
+    names = ", ".join(os.path.basename(st["path"]) for st in model.styles)
+    known = [st["digest"] for st in model.styles]
+    weights = [0.0] * len(known)
+    for style, digest in zip(styles, digests):
+        if digest not in known:
+            raise FlowstyleError(
+                f"{style.path}: {model_path} was trained for other styles ({names}). Train a "
+                f"model for this style (python -m engine train SHOT --style {style.path} "
+                f"--out model.pt), {alternative}.")
+        weights[known.index(digest)] += style.weight
+    return style_mix(weights, len(known)).tolist()
+
+
+def resolve_region_mixes(model: Model, settings: Settings, model_path: str) -> list[list[float] | None]:
+    """Each region's weights over the model's styles (None: "keep original").
+
+    Every style a region uses must be one the model holds: train with all of them (the
+    panel's styles and the regions'; `train` adds the regions' styles by itself)."""
+    _, digests = load_region_styles(settings)
+    mixes: list[list[float] | None] = []
+    for region, region_digests in zip(settings.regions, digests):
+        if not region.styles:
+            mixes.append(None)
+            continue
+        mixes.append(mix_of(model, region.styles, region_digests, model_path,
+                            f"giving it every style the regions use (region {region.index} uses "
+                            f"this one; train --region {region.index}=STYLE adds it)"))
+    return mixes
+
+
+def regional_output(network: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], images: torch.Tensor, mix: list[float],
+                    region_mixes: list[list[float] | None],
+                    masks: torch.Tensor | None) -> torch.Tensor:
+    """The network's output with each region in its own style.
+
+    network(images, mix): one pass (the model, or its tiled pass); images: N×3×H×W
+    display [0, 1]; masks: N×(1+R)×H×W one-hot region masks at that size
+    (regions.region_masks; channel 0: no region, styled with `mix`), or None (no regions).
+    One pass per distinct mix in use, composited by the masks: every region is exactly the
+    network's output for its style, as if the whole frame had that style (the same frame,
+    the same instance-norm statistics), so no region bleeds into its neighbours. "Keep
+    original" regions are the input itself. Returns N×3×H×W (unclamped).
+    """
+    if masks is None or not region_mixes:
+        return network(images, torch.tensor(mix))
+    mixes = [mix, *region_mixes]
+    output = torch.zeros_like(images)
+    done: dict[tuple[float, ...] | None, torch.Tensor] = {}
+    for channel, weights in enumerate(mixes):
+        mask = masks[:, channel:channel + 1].to(images.dtype)
+        if not bool(mask.any()):
+            continue
+        key = None if weights is None else tuple(weights)
+        if key not in done:
+            done[key] = images if weights is None else network(images, torch.tensor(weights))
+        output = output + mask * done[key]
+    return output
+
+
+def strength_amount(settings: Settings, frame: int, trained: float) -> float:
+    """How far frame `frame` goes from its render towards the network's output, 0 to 1.
+
+    In optimize mode the style strength multiplies the style loss's weight: 0 gives the
+    render itself, the training's strength gives what the network learned to give (it was
+    trained on exactly that balance of losses). A network cannot re-balance its losses per
+    frame, so the frame is interpolated between the two it can give: strength / trained
+    strength of the way from the render to the network's output. Above the trained
+    strength it stays at the network's output (it cannot paint more than it learned;
+    train with a higher --style-strength for that).
+    """
+    if trained <= 0:
+        return 1.0
+    return min(1.0, max(0.0, settings.strength_at(frame) / trained))
+
+
+def blend_strength(content: torch.Tensor, stylized: torch.Tensor, amount: float) -> torch.Tensor:
+    """content + amount·(stylized − content): what a frame's style strength means for a
+    network (see `strength_amounts`). Tensors N×3×H×W display; amount in [0, 1]."""
+    if amount >= 1:
+        return stylized
+    return content + amount * (stylized - content)
 
 
 def recorded_styles(model: Model, mix: list[float]) -> list[StyleImage]:
@@ -114,11 +194,19 @@ class NetworkRun(SequenceRun):
         self.view = self.colour_view()  # the scene's colour management (colour.py)
         self.use_vectors = False  # no motion is read: frames are independent
         self.device = resolve_device(s.device)
+        if s.regions and not self.sequence.has_index:
+            raise FlowstyleError(f"{self.sequence.source(self.sequence.numbers[0])}: per-object "
+                                 "styles need the Object Index pass, and this render has none. "
+                                 "Enable View Layer Properties > Passes > Data > Object Index "
+                                 "and render again (the add-on does this when regions are set).")
         self.model = load_model(model_path, self.device)
         self.mix = resolve_mix(self.model, s, model_path)
+        self.region_mixes = resolve_region_mixes(self.model, s, model_path)
+        self.trained_strength = trained_strength(self.model)
         s.styles = recorded_styles(self.model, self.mix)
         s.style_mix = tuple(self.mix)
-        self.fingerprint = network_fingerprint(s, self.model.digest)
+        self.fingerprint = network_fingerprint(s, self.model.digest, self.region_mixes)
+        self.warn_strength_above_training()
         check_writable(self.out_dir)
         lock.refuse_if_held(self.out_dir)
         self.autocast = autocast_dtype(self.device, s.precision)
@@ -162,15 +250,49 @@ class NetworkRun(SequenceRun):
                                 f"{tile} px that share the whole frame's statistics", tile=tile)
         return tile
 
-    def stylize_batch(self, images: torch.Tensor) -> torch.Tensor:
-        """N×3×H×W display [0, 1] -> the network's output, clamped to [0, 1]."""
+    def warn_strength_above_training(self) -> None:
+        numbers = self.sequence.numbers
+        above = [n for n in numbers if self.settings.strength_at(n) > self.trained_strength]
+        if above:
+            self.progress.warning(
+                f"style strength above the {self.trained_strength:g} the model was trained "
+                f"with at {len(above)} frame(s) (first: {above[0]}): a network paints at most "
+                "what it learned, so those frames get its full output. Train with a higher "
+                "--style-strength, or use --method optimize, for more.")
+
+    def amount(self, number: int) -> float:
+        """Frame `number`'s way from the render to the network's output (strength_amount)."""
+        return strength_amount(self.settings, number, self.trained_strength)
+
+    def frame_fingerprint(self, number: int) -> str:
+        """The run's fingerprint, plus the frame's strength amount when it is not the full
+        output: a changed key redoes exactly the frames whose amount it changes."""
+        amount = self.amount(number)
+        if amount == 1.0:
+            return self.fingerprint
+        return hashlib.sha256(f"{self.fingerprint}:{amount!r}".encode()).hexdigest()[:16]
+
+    def network_pass(self, images: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
+        """One pass of the network over N×3×H×W images with one mix: in tiles if needed."""
+        if self.tile:
+            return stylize_tiled(self.model.network, images, mix, self.tile)
+        return self.model.network(images, mix)
+
+    def stylize_batch(self, images: torch.Tensor, masks: torch.Tensor | None = None,
+                      amounts: list[float] | None = None) -> torch.Tensor:
+        """N×3×H×W display [0, 1] -> the network's output, clamped to [0, 1].
+
+        masks: N×(1+R)×H×W region masks (regional_output) or None; amounts: each frame's
+        strength amount (strength_amount), None for the full output."""
         context = (torch.autocast(self.device.type, dtype=self.autocast) if self.autocast
                    else contextlib.nullcontext())
         with torch.no_grad(), context:
-            if self.tile:
-                return stylize_tiled(self.model.network, images, torch.tensor(self.mix),
-                                     self.tile).clamp(0, 1)
-            return self.model.network(images, torch.tensor(self.mix)).float().clamp(0, 1)
+            output = regional_output(self.network_pass, images, self.mix, self.region_mixes,
+                                     masks).float().clamp(0, 1)
+        if amounts is not None:
+            output = torch.cat([blend_strength(images[i:i + 1], output[i:i + 1], a)
+                                for i, a in enumerate(amounts)])
+        return output
 
     def _run(self) -> dict:  # run() holds the output folder's lock around it
         numbers = self.sequence.numbers
@@ -184,7 +306,8 @@ class NetworkRun(SequenceRun):
             chunk = todo[first:first + self.batch]
             began = time.perf_counter()
             images = torch.cat([self.inputs(n).display for n in chunk])
-            output = self.stylize_batch(images)
+            masks = self.masks(chunk)
+            output = self.stylize_batch(images, masks, [self.amount(n) for n in chunk])
             seconds = (time.perf_counter() - began) / len(chunk)
             for i, number in enumerate(chunk):
                 path = self.write(number, output[i:i + 1])
@@ -194,14 +317,30 @@ class NetworkRun(SequenceRun):
         return {"frames": len(numbers), "stylized": len(todo),
                 "seconds": time.perf_counter() - started, "out": self.out_dir}
 
+    def masks(self, chunk: list[int]) -> torch.Tensor | None:
+        """The chunk's region masks, N×(1+R)×H×W, or None without regions."""
+        if not self.settings.regions:
+            return None
+        masks = [self.inputs(n).regions for n in chunk]
+        missing = [n for n, m in zip(chunk, masks) if m is None]
+        if missing:
+            raise FlowstyleError(f"{self.sequence.source(missing[0])}: no Object Index pass in "
+                                 "this frame, which per-object styles need. Render the shot again "
+                                 "with the Object Index pass on.")
+        return torch.cat(masks)  # type: ignore[arg-type]
 
-def network_fingerprint(settings: Settings, model_digest: str) -> str:
+
+def network_fingerprint(settings: Settings, model_digest: str,
+                        region_mixes: list[list[float] | None] | None = None) -> str:
     """What changes a network-stylized frame: the model file, the mix, the engine, and
-    any setting not known to be optimization-only (new output settings count by default)."""
+    any setting not known to be optimization-only (new output settings count by default).
+    The style strength enters each frame's own fingerprint (NetworkRun.frame_fingerprint)."""
     data = dataclasses.asdict(settings)
     for key in _OPTIMIZE_ONLY:
         data.pop(key, None)
     data.update(model=model_digest, engine=source_digest(), method="network")
+    if settings.regions:  # what each region resolved to over the model's styles
+        data["region_mixes"] = region_mixes
     blob = json.dumps(data, sort_keys=True, default=list).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -217,6 +356,8 @@ class HybridRun(SequenceRun):
         device = resolve_device(s.device)
         self.model = load_model(model_path, device)
         self.mix = resolve_mix(self.model, s, model_path)
+        self.region_mixes = resolve_region_mixes(self.model, s, model_path)
+        self.trained_strength = trained_strength(self.model)
         s.styles = recorded_styles(self.model, self.mix)
         s.style_mix = tuple(self.mix)
         missing = [st.path for st in s.styles if not os.path.isfile(st.path)]
@@ -230,12 +371,18 @@ class HybridRun(SequenceRun):
         self._network: torch.Tensor | None = None
 
     def network_output(self, number: int) -> torch.Tensor:
-        """The network's output for a frame, at the working size (1×3×h×w)."""
+        """The network's output for a frame, at the working size (1×3×h×w): each region in
+        its own style, and as far from the render as the frame's strength says (as
+        `stylize --method network` gives it)."""
         context = (torch.autocast(self.device.type, dtype=self.autocast) if self.autocast
                    else contextlib.nullcontext())
+        cur = self.inputs(number)
         with torch.no_grad(), context:
-            full = self.model.network(self.inputs(number).display, torch.tensor(self.mix))
-        return resize(full.float().clamp(0, 1), self.size)
+            full = regional_output(self.model.network, cur.display, self.mix, self.region_mixes,
+                                   cur.regions if self.settings.regions else None)
+        amount = strength_amount(self.settings, number, self.trained_strength)
+        full = blend_strength(cur.display, full.float().clamp(0, 1), amount)
+        return resize(full, self.size)
 
     def initial_image(self, content: torch.Tensor, terms: list[TemporalTerm],
                       backward_1: torch.Tensor | None) -> torch.Tensor:
@@ -250,15 +397,21 @@ class HybridRun(SequenceRun):
 
     def stylize_frame(self, number: int):
         s = self.settings
-        content = resize(self.inputs(number).display, self.size)
+        cur = self.inputs(number)
+        content = resize(cur.display, self.size)
+        if s.strength_at(number) == 0:
+            return content, FrameStats()  # no style: the render itself, as optimize
         self._network = self.network_output(number)
         terms, backward_1 = ([], None) if s.temporal_strength == 0 else self.temporal_terms(number)
+        self.stylizer.style_strength = s.strength_at(number)
+        masks = None if cur.regions is None else resize(cur.regions, self.size)
         if terms:
             init = self.initial_image(content, terms, backward_1)
-            return self.stylizer.stylize(content, init, terms, s.iterations, pyramid=False)
+            return self.stylizer.stylize(content, init, terms, s.iterations, pyramid=False,
+                                         masks=masks)
         # Already stylized: no coarse-to-fine climb, a third of a cold start's budget.
         return self.stylizer.stylize(content, self._network, [], max(1, s.first_iterations // 3),
-                                     pyramid=False)
+                                     pyramid=False, masks=masks)
 
 
 def run_class(settings: Settings) -> type[SequenceRun]:

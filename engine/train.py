@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from . import __version__, colour, defaults, flow as flowlib, losses
-from .defaults import Settings
+from .defaults import Settings, StyleImage
 from .errors import FlowstyleError
 from .estimated_flow import estimate_flow
 from .frames import Sequence, open_sequence
@@ -79,6 +79,45 @@ def save_atomic(obj: dict, path: str) -> None:
     tmp = path + ".partial"
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def training_strength(settings: Settings) -> float:
+    """The style strength a network is trained with: the largest keyframed one when the
+    strength is animated (frames with less are blended towards the render when stylizing,
+    network_run.strength_amount), so moving a key below it does not train again."""
+    if settings.style_strengths:
+        return max(max(settings.style_strengths.values()), 0.0) or 1.0
+    return settings.style_strength
+
+
+def trained_strength(model: "Model") -> float:
+    """The style strength `model` was trained with."""
+    return float(model.settings.get("style_strength", 1.0))
+
+
+def training_settings(settings: Settings) -> tuple[Settings, list[tuple[torch.Tensor, float]], list[str]]:
+    """What a network is trained for, from a run's settings: every style the run needs in
+    one network (the main styles, then each per-object region's not already among them,
+    by content, with weight 0 in the default mix) at `training_strength`.
+
+    Returns (settings, style images, their digests) with settings.styles the union, the
+    regions and the per-frame strengths folded in (a region's index or a key moved below
+    the largest does not change the network)."""
+    s = settings.resolved()
+    images, digests = load_style_images(s)
+    styles = list(s.styles)
+    for region in s.regions:
+        if not region.styles:
+            continue
+        region_images, region_digests = load_style_images(dataclasses.replace(s, styles=region.styles))
+        for style, image, digest in zip(region.styles, region_images, region_digests):
+            if digest not in digests:
+                styles.append(StyleImage(style.path, 0.0))
+                images.append((image[0], 0.0))
+                digests.append(digest)
+    s = dataclasses.replace(s, styles=styles, regions=[], style_strengths={},
+                            style_strength=training_strength(s))
+    return s, images, digests
 
 
 def training_fingerprint(settings: Settings, style_digests: list[str], sequence: Sequence) -> str:
@@ -145,6 +184,35 @@ def load_model(path: str, device: torch.device | str = "cpu") -> Model:
     return Model(network.to(device).eval().requires_grad_(False), styles, settings,
                  int(data["steps"]), str(data["fingerprint"]), file_digest(path),
                  str(data["engine_version"]))
+
+
+def model_is(path: str, fingerprint: str, steps: int) -> bool:
+    """Is the model file at `path` the finished result of the training `fingerprint`?"""
+    if not os.path.isfile(path):
+        return False
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        return (data.get("fingerprint") == fingerprint and data.get("steps") == steps
+                and data.get("format_version") == MODEL_FORMAT_VERSION)
+    except Exception:
+        return False
+
+
+def why_train_again(model_path: str, input_path: str, settings: Settings) -> str | None:
+    """Why `train` with these settings on this shot would not reuse the model at
+    `model_path` (None: it is current, `train` would do nothing). The same test as
+    Trainer.up_to_date, without loading VGG: for Preview Frame's use of a kept model."""
+    if not os.path.isfile(model_path):
+        return f"{model_path}: no trained model yet"
+    try:
+        s, _, digests = training_settings(settings)
+        sequence = open_sequence(input_path, s.frames)
+    except FlowstyleError as exc:
+        return f"the shot's frames or styles cannot be read ({exc})"
+    if not model_is(model_path, training_fingerprint(s, digests, sequence), s.train_steps):
+        return (f"{model_path} was trained for other styles, settings or frames (or its "
+                "training did not finish)")
+    return None
 
 
 # -- data ----------------------------------------------------------------------------------
@@ -245,7 +313,7 @@ class Trainer:
 
     def __init__(self, input_path: str, model_path: str, settings: Settings,
                  progress: Progress | None = None, allow_download: bool = False):
-        s = self.settings = settings.resolved()
+        s = self.settings = settings.resolved()  # the union of styles: training_settings below
         self.progress = progress or Progress("none")
         self.model_path = os.path.abspath(model_path)
         if s.flow not in ("auto", "vectors", "estimated"):
@@ -259,7 +327,8 @@ class Trainer:
             raise FlowstyleError(f"{self.sequence.source(self.sequence.numbers[0])}: no Vector "
                                  "pass, but --flow vectors was asked for. Render with the Vector "
                                  "pass, or use --flow auto to estimate the motion.")
-        self.style_images, self.digests = load_style_images(s)
+        s, self.style_images, self.digests = training_settings(s)
+        self.settings = s
         self.fingerprint = training_fingerprint(s, self.digests, self.sequence)
         folder = os.path.dirname(self.model_path)
         try:
@@ -400,15 +469,7 @@ class Trainer:
 
     def up_to_date(self) -> bool:
         """True when the model file is this run's, finished: nothing to do."""
-        if not os.path.isfile(self.model_path):
-            return False
-        try:
-            data = torch.load(self.model_path, map_location="cpu", weights_only=True)
-            return (data.get("fingerprint") == self.fingerprint
-                    and data.get("steps") == self.settings.train_steps
-                    and data.get("format_version") == MODEL_FORMAT_VERSION)
-        except Exception:
-            return False
+        return model_is(self.model_path, self.fingerprint, self.settings.train_steps)
 
     def run(self) -> dict:
         s = self.settings
