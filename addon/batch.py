@@ -2,6 +2,7 @@
 
     blender -b shot.blend --command flowstyle stylize --style starry.jpg --frames 1:48 --save
     blender -b shot.blend --command flowstyle check --python /opt/venv/bin/python
+    blender -b --command flowstyle install --wheels /studio/flowstyle-wheels
 
 `stylize` runs render -> engine -> compositor wiring synchronously (timers do not fire in
 background mode), printing one progress line per event, and returns 0 on success, 1 with the
@@ -19,6 +20,7 @@ import argparse
 import os
 import shutil
 import sys
+from typing import Any
 
 import bpy
 
@@ -102,6 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--engine-root", help="folder containing the engine package (advanced)")
     ck.add_argument("--weights", help="the weights source to check for (default: preferences)")
     ck.add_argument("--device", help="the device to check for (default: preferences)")
+
+    ins = sub.add_parser("install", help="Install Engine: make Flowstyle's own environment "
+                         "with the engine's packages, point Engine Python at it, check it, "
+                         "and save the preferences")
+    ins.add_argument("--wheels", help="install from this folder of wheels only, offline "
+                     "(default: the preferences' Wheel Folder; without one, downloading needs "
+                     "--online-mode)")
+    ins.add_argument("--base-python", help="the Python 3.11+ to make the environment from "
+                     "(default: the preferences', else Blender's own)")
+    ins.add_argument("--index-url", help="an extra package index for torch's build")
     return parser
 
 
@@ -237,6 +249,37 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def cmd_install(args: argparse.Namespace) -> int:
+    """`install`: what the preferences' Install Engine button does, run through (the options
+    given are stored in the preferences first, as if typed there), then saved."""
+    from . import install_ui
+    prefs = install_ui._prefs()
+    if prefs is None:
+        _error("Flowstyle's preferences are not available: install and enable the extension "
+               "first (Preferences > Get Extensions)")
+        return 1
+    for name, value in (("install_wheels", args.wheels), ("install_python", args.base_python),
+                        ("install_index_url", args.index_url)):
+        if value is not None:
+            setattr(prefs, name, _abspath(value) if value and name != "install_index_url" else value)
+    ops: Any = getattr(bpy.ops, "flowstyle")  # our own operators (not in the bpy stubs)
+    try:
+        result = ops.install_engine()  # background mode: runs to the end, then Check Engine
+    except RuntimeError as exc:  # the operator reported an error
+        _error(str(exc).strip().removeprefix("Error: "))
+        code = 1
+    else:
+        code = 0 if result == {"FINISHED"} else 1
+    if "status" in install_ui.LAST:
+        _print(install_ui.LAST["status"])
+    check = preferences.LAST_CHECK.get("result")
+    if check is not None:
+        _print(("engine ok: " if check.ok else "engine check failed: ") + check.summary())
+    if prefs.python_path:
+        bpy.ops.wm.save_userpref()  # later sessions (batch or not) use the new environment
+    return code
+
+
 def main(argv: list[str]) -> int:
     """Entry point of `--command flowstyle`; returns the process exit code."""
     parser = build_parser()
@@ -248,6 +291,8 @@ def main(argv: list[str]) -> int:
         return cmd_preview(args)
     if args.command == "stylize":
         return cmd_stylize(args)
+    if args.command == "install":
+        return cmd_install(args)
     return cmd_check(args)
 
 

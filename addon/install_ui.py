@@ -107,7 +107,7 @@ Blender's own Python is not changed"""
         job = installer.Installer(plan, os.path.join(os.path.dirname(plan.venv_dir), "install.log"))
         RUNNING["install"] = job
         if bpy.app.background or context.window is None:  # no timers: run it through
-            job.run_to_completion()
+            job.run_to_completion(on_status=_say if bpy.app.background else None)
             return self._end(context, job)
         wm = window_manager(context)
         self._timer = wm.event_timer_add(TIMER_INTERVAL, window=context.window)
@@ -173,6 +173,11 @@ class FLOWSTYLE_OT_install_cancel(bpy.types.Operator):
         if job is not None:
             job.cancel()  # the install operator sees it on its next tick
         return {"FINISHED"}
+
+
+def _say(text: str) -> None:
+    """Progress on the console in background mode (`--command flowstyle install`)."""
+    print(f"flowstyle: {text}", flush=True)
 
 
 def _wrap(text: str, width: int) -> list[str]:

@@ -264,9 +264,15 @@ class Installer:
                 self._proc.wait()
         self._end("cancelled", "cancelled by the user")
 
-    def run_to_completion(self, poll_interval: float = 0.2) -> str:
-        """Block until the install ends (batch mode, tests); returns the final state."""
+    def run_to_completion(self, poll_interval: float = 0.2,
+                          on_status: Callable[[str], None] | None = None) -> str:
+        """Block until the install ends (batch mode, tests); returns the final state.
+        on_status(text) is called whenever the status line changes (batch prints it)."""
+        shown = ""
         while self.poll() == "running":
+            if on_status is not None and self.status != shown:
+                shown = self.status
+                on_status(shown)
             time.sleep(poll_interval)
         return self.state
 

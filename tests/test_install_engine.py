@@ -35,8 +35,9 @@ WHEELS = pathlib.Path(os.environ.get("FLOWSTYLE_ENGINE_WHEELS")
                       or pathlib.Path(sys.prefix) / "engine-wheels")
 MODULE = "bl_ext.user_default.flowstyle"  # the extension's module once installed from disk
 
-# Session 1: a fresh user folder. Install the extension, press Install Engine (in background
-# mode the button runs the install through and then Check Engine), save the preferences.
+# Session 1: a fresh user folder. Install the extension, then Install Engine through
+# `--command flowstyle install` (which presses the preferences' button: in background mode it
+# runs the install through and then Check Engine, and the command saves the preferences).
 INSTALL_SCRIPT = textwrap.dedent("""
     import json, os, sys, time
     import bpy
@@ -46,30 +47,22 @@ INSTALL_SCRIPT = textwrap.dedent("""
     bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default",
                                              enable_on_install=True)
     module = "bl_ext.user_default.flowstyle"
-    prefs = bpy.context.preferences.addons[module].preferences
+    batch = sys.modules[module + ".batch"]
     install_ui = sys.modules[module + ".install_ui"]
     preferences = sys.modules[module + ".preferences"]
     report["env_dir"] = install_ui.env_dir()
-    try:  # online access off and no wheel folder yet: refused before anything is made
-        bpy.ops.flowstyle.install_engine()
-        report["refused"] = ""
-    except RuntimeError as exc:
-        report["refused"] = str(exc)
+    # Online access off and no wheel folder yet: refused before anything is made.
+    report["refused"] = batch.main(["install"])
     report["env_made_when_refused"] = os.path.exists(report["env_dir"])
-    prefs.install_wheels = wheels
     started = time.monotonic()
-    try:
-        report["result"] = sorted(bpy.ops.flowstyle.install_engine())
-    except RuntimeError as exc:
-        report["result"] = str(exc)
+    report["code"] = batch.main(["install", "--wheels", wheels])
     report["seconds"] = time.monotonic() - started
-    report["python_path"] = prefs.python_path
+    report["python_path"] = bpy.context.preferences.addons[module].preferences.python_path
     report["status"] = install_ui.LAST.get("status", "")
     report["log"] = install_ui.LAST.get("log", "")
     check = preferences.LAST_CHECK.get("result")
     report["check"] = None if check is None else {"ok": check.ok, "info": check.info,
                                                   "problems": check.problems}
-    bpy.ops.wm.save_userpref()
     print("REPORT:" + json.dumps(report))
 """)
 
@@ -101,7 +94,7 @@ def _run(script: str, args: list[str], env: dict[str, str], cwd: pathlib.Path) -
                           capture_output=True, text=True, timeout=1200)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("REPORT:")]
     assert proc.returncode == 0 and lines, (proc.stdout + proc.stderr)[-4000:]
-    return json.loads(lines[-1][len("REPORT:"):]), proc.stdout
+    return json.loads(lines[-1][len("REPORT:"):]), proc.stdout + proc.stderr
 
 
 @pytest.fixture(scope="module")
@@ -124,19 +117,24 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> dict:
     env.update(BLENDER_USER_RESOURCES=str(tmp / "blender_user"), PYTHONNOUSERSITE="1",
                TMPDIR=str(tmp / "tmp"))
     env.setdefault("OMP_NUM_THREADS", "1")
-    install, _ = _run(INSTALL_SCRIPT, [zip_path, str(WHEELS)], env, tmp)
+    install, install_printed = _run(INSTALL_SCRIPT, [zip_path, str(WHEELS)], env, tmp)
     out = tmp / "out"
     out.mkdir()
     batch, printed = _run(BATCH_SCRIPT, [str(out), str(STYLE)], env, tmp)
-    return {"install": install, "batch": batch, "printed": printed, "out": out, "env": env}
+    return {"install": install, "install_printed": install_printed, "batch": batch,
+            "printed": printed, "out": out, "env": env}
 
 
 def test_install_engine_from_a_wheel_folder_ends_with_a_green_check(session: dict) -> None:
     report = session["install"]
     env_dir = report["env_dir"]
     assert report["online_access"] is False
-    assert "Online access is off" in report["refused"] and not report["env_made_when_refused"]
-    assert report["result"] == ["FINISHED"], (report["result"], report["check"])
+    printed = session["install_printed"]
+    assert report["refused"] == 1 and not report["env_made_when_refused"]
+    assert "Online access is off" in printed
+    assert report["code"] == 0, (report["check"], printed[-3000:])
+    # Progress on the console while it runs, then the check's verdict.
+    assert "flowstyle: installing torch (" in printed and "engine ok: " in printed
     # Blender's extension user folder, kept across updates of the extension.
     assert os.path.join("extensions", ".user", "user_default", "flowstyle") in env_dir
     assert report["python_path"] == os.path.join(env_dir, "bin", "python")
