@@ -90,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     pv.add_argument("--view-layer", help="view layer to render (default: the active one)")
     pv.add_argument("--style", action="append", metavar="PATH[:WEIGHT]")
     pv.add_argument("--style-strength", type=float)
+    pv.add_argument("--method", choices=job.METHODS,
+                    help="network or hybrid: run the shot's trained network on the frame when it "
+                    "is current (as stylize would reuse it), instead of optimizing")
+    pv.add_argument("--train-steps", type=int, help="as given to stylize (the model's steps)")
     pv.add_argument("--height", type=int, help="working height (default: the engine's preview size)")
     pv.add_argument("--first-iterations", type=int, help="optimizer iterations")
     pv.add_argument("--device", help="auto, cpu, cuda or cuda:N")

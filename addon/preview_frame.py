@@ -12,11 +12,17 @@ its resume state. It is the Stylize pipeline with a different engine command and
 last step (`PreviewRun`), so the engine check, pass set-up and restore, non-blocking render,
 progress, Esc and the error messages are the same code.
 
+With the Network or Hybrid method and a trained network kept beside the shot's output that
+is still current (the shot's renders match the scene, as Stylize's reuse test; the engine
+then checks the styles, settings and frames as `train` would before reusing it), the
+preview runs that network on the frame at its full size instead of optimizing: instant.
+
 Batch: `blender -b shot.blend --command flowstyle preview --frame N --out preview.exr`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -53,6 +59,29 @@ def preview_spec(scene: bpy.types.Scene, frame: int) -> JobSpec:
     return spec
 
 
+SHOT_JOB_FILE = "shot_job.json"  # in the preview's scratch folder: the shot's job, for its model
+
+
+def kept_model_spec(scene: bpy.types.Scene, view_layer: str, spec: JobSpec) -> JobSpec | None:
+    """The shot's job whose kept network a preview may use, or None.
+
+    spec: the preview's. None for the optimize method, without a model file beside the
+    shot's output, or when the shot's renders would be made again by Stylize (their stamp
+    differs: another range, resolution, camera...), which trains again. The engine checks
+    the rest (styles, settings, frames: `train`'s own reuse test)."""
+    if spec.method == "optimize":
+        return None
+    shot = settings.spec_from_scene(scene)
+    shot_spec = dataclasses.replace(spec, out_dir=shot.out_dir, frame_start=shot.frame_start,
+                                    frame_end=shot.frame_end,
+                                    style_strengths=shot.style_strengths)
+    if not os.path.isfile(shot_spec.model_path):
+        return None
+    if not FrameRenderer(scene, view_layer, shot_spec).renders_match():
+        return None
+    return shot_spec
+
+
 class PreviewRun(StylizeRun):
     """StylizeRun for one frame: runs `engine preview-frame`, then loads the image."""
 
@@ -75,11 +104,19 @@ class PreviewRun(StylizeRun):
         job.write_job(spec)
         root = resolve_engine_root(spec)
         assert root is not None
+        shot = kept_model_spec(self._scene(), self.view_layer, spec)
+        model_args: list[str] = []
+        if shot is not None:  # the engine uses the shot's network if it is current
+            shot_job = os.path.join(spec.out_dir, SHOT_JOB_FILE)
+            job.write_json_atomic(shot_job, shot.to_job_dict())
+            model_args = ["--shot-job", shot_job]
         self._engine = EngineProcess(
             spec.python, root,
             ["preview-frame", "--job", spec.job_path, "--frame", str(spec.frame_start),
-             "--out", self.out_file, "--progress", "jsonl", "--watch-parent"], spec.log_path)
-        self._say(f"previewing frame {spec.frame_start} (log: {spec.log_path})")
+             "--out", self.out_file, "--progress", "jsonl", "--watch-parent", *model_args],
+            spec.log_path)
+        how = f" with the shot's network {shot.model_path}" if shot is not None else ""
+        self._say(f"previewing frame {spec.frame_start}{how} (log: {spec.log_path})")
         self.phase = Phase.ENGINE
 
     def _step_wire(self) -> None:

@@ -240,6 +240,11 @@ class FrameRenderer:
         key = render_key(self._scene(), self.view_layer, self.spec)
         return foreign_renders_problem(self.spec.render_dir, self._read_stamp(), key)
 
+    def renders_match(self) -> bool:
+        """Are the renders in the folder of this scene, camera, range and size (the stamp
+        `plan()` reuses them by)? Missing frames would simply be rendered."""
+        return self._read_stamp() == render_key(self._scene(), self.view_layer, self.spec)
+
     def _read_stamp(self) -> Any:
         try:
             with open(self.stamp_path, encoding="utf-8") as fh:

@@ -40,3 +40,43 @@ def test_network_method_trains_then_stylizes_and_reuses_the_model(
     assert "reusing the trained network" in again
     assert again.count("skipped (resumed)") == 3
     assert os.path.getmtime(out / "model.pt") == model_time
+
+
+def test_preview_frame_uses_the_shots_current_network_and_leaves_the_shot_alone(
+        tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """After a Network stylize, Preview Frame runs the kept model on the frame (the same
+    pixels stylize wrote for it) instead of optimizing; a stale model is not used."""
+    import numpy as np
+    from addon import preview_frame
+    from addon_helpers import REPO
+    from engine import exr
+    scene = new_scene(frames=(1, 3))
+    shot = tmp_path / "shot"
+    scene.flowstyle.output_dir = str(shot)
+    scene.flowstyle.method = "network"
+    style = style_image(str(tmp_path))
+    common = ["--style", style, "--method", "network", "--device", "cpu",
+              "--python", sys.executable, "--engine-root", REPO]
+    assert batch.main(["stylize", *common, "--train-steps", "2"]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    before = {p.name: p.stat().st_mtime_ns for p in shot.rglob("*")}
+
+    out = tmp_path / "preview.exr"
+    assert batch.main(["preview", "--frame", "2", "--out", str(out), *common,
+                       "--train-steps", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "with the shot's network" in printed, printed
+    side = exr.read_rgba(str(out))
+    stylized = exr.read_rgba(str(shot / "flowstyle_0002.exr"))
+    assert side.shape == (48, 128, 4)  # the frame's full size, render | stylized
+    np.testing.assert_allclose(side[:, 64:], stylized, atol=1e-3)
+    assert {p.name: p.stat().st_mtime_ns for p in shot.rglob("*")} == before
+    assert not (shot / preview_frame.SHOT_JOB_FILE).exists()
+
+    # Other training steps than the kept model's: it would train again, so the preview
+    # optimizes (and says why).
+    assert batch.main(["preview", "--frame", "2", "--out", str(out), "--first-iterations", "2",
+                       *common, "--train-steps", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "not using the shot's network" in printed, printed
+    assert {p.name: p.stat().st_mtime_ns for p in shot.rglob("*")} == before
