@@ -1,8 +1,8 @@
 """An artist's first run, from a fresh Blender user folder, with REAL wheels and no index:
 
 1. install the built extension zip (as Edit > Preferences > Get Extensions > Install from
-   Disk does), then press Install Engine with "Allow Online Access" off: it refuses until a
-   wheel folder is set, then makes Flowstyle's private environment from Blender's own Python
+   Disk does), then `--command flowstyle install`, which presses Install Engine, with "Allow
+   Online Access" off: it refuses until a wheel folder is given, then makes Flowstyle's private environment from Blender's own Python
    with the real packages (torch's CPU build, OpenEXR, OpenCV, OpenColorIO, the VGG19
    weights) and ends with Check Engine, which must be green;
 2. in a new Blender session (the saved preferences point Engine Python at that
@@ -12,7 +12,8 @@
 The environment gets torch 2.13 (CPU) from the wheel folder, not the test venv's 2.14, so
 this also checks that the engine runs on the oldest torch engine/requirements.txt allows.
 `./dev.sh setup` (and `./dev.sh test`) download the wheel folder once, into the venv folder
-(dev.sh build_engine_wheels); nothing downloads here. The install takes ~20-40 s.
+(dev.sh build_engine_wheels); nothing downloads here. The install takes 20-50 s, the
+whole module about a minute (more on a busy machine).
 """
 
 from __future__ import annotations
@@ -164,7 +165,6 @@ def test_the_private_env_has_no_torchvision_and_says_what_its_weights_need(sessi
 
 
 def _read(path: pathlib.Path) -> dict[str, np.ndarray]:
-    sys.path.insert(0, str(ROOT))
     from engine import exr
     return exr.read_passes(str(path), exr.read_layout(str(path)))
 
