@@ -102,6 +102,7 @@ class InstallPlan:
     requirements: list[str]
     find_links: str | None = None  # a local folder of wheels: install from it only
     index_url: str | None = None  # a package index for torch's build (optional)
+    system: str = dataclasses.field(default_factory=platform.system)
 
     @property
     def python(self) -> str:
@@ -136,8 +137,15 @@ class InstallPlan:
     def describe(self) -> str:
         where = (f"from the wheels in {self.find_links}" if self.find_links else
                  "from the package index" + (f" (+ {self.index_url})" if self.index_url else ""))
-        return (f"Install the Flowstyle engine ({len(self.requirements) + 1} packages, torch "
+        text = (f"Install the Flowstyle engine ({len(self.requirements) + 1} packages, torch "
                 f"{self.variant} build) {where} into {self.venv_dir}, using {self.base_python}.")
+        if self.variant == "cpu" and self.system == "Linux" and not (self.find_links or
+                                                                     self.index_url):
+            # The default index serves Linux only the CUDA build: say so before it starts.
+            text += (" Without a Torch Index the default index's torch comes, which on Linux is "
+                     "the CUDA build (~3 GB download, ~6 GB installed): for the CPU build "
+                     "(~0.3 GB, 1.2 GB installed) paste PyTorch's CPU wheel index into Torch Index.")
+        return text
 
 
 def make_plan(venv_dir: str, base_python: str, engine_root: str, online_access: bool,

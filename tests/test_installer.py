@@ -101,6 +101,15 @@ def test_refuses_to_download_without_online_access_and_old_pythons(tmp_path, whe
                                  variant="cpu")
     pip = online.commands()[1][1]
     assert "--no-index" not in pip and pip[pip.index("--extra-index-url") + 1] == "https://example.invalid/cpu"
+    assert "CUDA build" not in online.describe()
+    # Online, on Linux, with no torch index: the dialog says the default index's build comes.
+    default = installer.make_plan(str(tmp_path / "env"), sys.executable, str(ROOT),
+                                  online_access=True, variant="cpu")
+    default.system = "Linux"
+    assert "the CUDA build (~3 GB download" in default.describe()
+    assert "CUDA build" not in installer.make_plan(
+        str(tmp_path / "env"), sys.executable, str(ROOT), online_access=False,
+        find_links=str(wheels), variant="cpu").describe()
 
 
 def test_cancel_stops_at_once(tmp_path, wheels):
