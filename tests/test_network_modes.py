@@ -43,16 +43,30 @@ def floor_wall_shot(tmp_path_factory):
                        "--index-floor-wall")
 
 
-def _region_job(tmp_path: Path, shot: Path, model: Path, out: Path, **extra) -> str:
+def _region_job(tmp_path: Path, shot: Path, model: Path, out: Path, method: str = "network",
+                **extra) -> str:
     """Floor (3, no region): Starry Night; wall (4): The Scream; cube (1): keep original."""
     return _write_job(tmp_path / f"job_{out.name}.json", input=str(shot), out=str(out),
                       styles=[{"path": str(STYLE), "weight": 1.0}],
                       regions=[{"index": 4, "styles": [{"path": str(SCREAM), "weight": 1.0}]},
                                {"index": 1, "styles": []}],
-                      method="network", model=str(model), **extra)
+                      method=method, model=str(model), **extra)
 
 
-def test_network_mode_styles_each_object_with_its_own_painting(floor_wall_shot, tmp_path):
+@pytest.fixture(scope="module")
+def region_model(floor_wall_shot, tmp_path_factory):
+    """A network trained from the regions' job: the regions' styles join the main one."""
+    folder = tmp_path_factory.mktemp("region_model")
+    model = folder / "model.pt"
+    job = _region_job(folder, floor_wall_shot, model, folder / "unused")
+    run_engine("train", "--job", job, "--out", str(model), "--steps", "240", "--crop", "64",
+               "--channels", "16,32,64", "--blocks", "1", "--lr", "0.01", "--preview-every", "0",
+               "--progress", "none")
+    return model
+
+
+def test_network_mode_styles_each_object_with_its_own_painting(floor_wall_shot, region_model,
+                                                               tmp_path):
     from test_regions import _gram_distances
     from engine import defaults, losses
     from engine.defaults import Settings, StyleImage
@@ -61,12 +75,8 @@ def test_network_mode_styles_each_object_with_its_own_painting(floor_wall_shot, 
     from engine.train import load_model
     from engine.vgg import VGGFeatures
 
-    model, out = tmp_path / "model.pt", tmp_path / "out"
+    model, out = region_model, tmp_path / "out"
     job = _region_job(tmp_path, floor_wall_shot, model, out)
-    # Trained from the job: the regions' styles join the panel's in the one network.
-    run_engine("train", "--job", job, "--out", str(model), "--steps", "240", "--crop", "64",
-               "--channels", "16,32,64", "--blocks", "1", "--lr", "0.01", "--preview-every", "0",
-               "--progress", "none")
     assert [Path(st["path"]).name for st in load_model(str(model)).styles] == \
         ["starry_night.jpg", "scream.jpg"]
     run_engine("stylize", "--job", job, "--progress", "none")
@@ -104,6 +114,32 @@ def test_network_mode_styles_each_object_with_its_own_painting(floor_wall_shot, 
                 # Towards its own painting (240 steps of a tiny network: 0.55-0.6 of the
                 # distance it started at; the optimize test asks 0.5 of 30 iterations).
                 assert after[own] < 0.7 * before[own], (n, region, before, after)
+
+
+def test_hybrid_starts_each_region_from_its_own_style(floor_wall_shot, region_model, tmp_path):
+    from engine.defaults import Region, Settings, StyleImage
+    from engine.network_run import HybridRun, NetworkRun
+    common = dict(styles=[StyleImage(str(STYLE))], model=str(region_model), height=72,
+                  first_iterations=3, iterations=2,
+                  regions=[Region(4, [StyleImage(str(SCREAM))]), Region(1, [])])
+    network = NetworkRun(str(floor_wall_shot), str(tmp_path / "n"),
+                         Settings(method="network", **common))
+    hybrid = HybridRun(str(floor_wall_shot), str(tmp_path / "h"),
+                       Settings(method="hybrid", **common))
+    cur = network.inputs(1)
+    expected = network.stylize_batch(cur.display, cur.regions, [1.0])
+    assert hybrid.size == tuple(expected.shape[-2:])  # the working size is the frame's
+    torch.testing.assert_close(hybrid.network_output(1), expected)
+    # ... and the optimization keeps "keep original" exactly the render.
+    out = tmp_path / "hybrid"
+    run_engine("stylize", "--job", _region_job(tmp_path, floor_wall_shot, region_model, out,
+                                               method="hybrid"),
+               "--height", "72", "--first-iterations", "3", "--iterations", "2",
+               "--progress", "none")
+    source = read_frame(floor_wall_shot / "render_0002.exr")
+    result = read_frame(out / "flowstyle_0002.exr")["Combined"]
+    cube = np.rint(source["Object Index"][..., 0]) == 1
+    np.testing.assert_array_equal(result[cube], source["Combined"][cube])
 
 
 @pytest.fixture(scope="module")
