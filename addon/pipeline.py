@@ -33,7 +33,7 @@ from typing import Callable
 
 import bpy
 
-from . import compositor, engine_client, job, passes
+from . import compositor, engine_client, job, model_state, passes
 from .engine_client import CheckResult, EngineProcess, Progress
 from .job import JobSpec
 from .render import ForeignRendersError, FrameRenderer, JobState, RenderJob
@@ -120,6 +120,7 @@ class StylizeRun:
         self.renderer: FrameRenderer | None = None
         self._check: engine_client.CheckProcess | None = None
         self._engine: EngineProcess | None = None
+        self.model_note = ""  # network methods: whether and why the network trains
         self._commands: list[list[str]] = []  # engine commands still to run (train, stylize)
         self._render_total = 0
 
@@ -267,6 +268,11 @@ class StylizeRun:
         self._commands = [["stylize", "--job", spec.job_path, "--progress", "jsonl",
                            "--watch-parent", *(["--cluster", spec.cluster] if spec.cluster else [])]]
         if spec.method != "optimize":
+            # Say whether and why the network trains (the frames are rendered by now).
+            will_train, why = model_state.training_decision(
+                spec, model_state.engine_version(resolve_engine_root(spec)))
+            self.model_note = f"training the network: {why}" if will_train else why
+            self._say(self.model_note)
             # Training first, in the background like stylizing. The engine skips it when
             # the model beside the output was trained for these styles, settings and frames.
             self._commands.insert(0, ["train", "--job", spec.job_path, "--out", spec.model_path,
@@ -313,7 +319,8 @@ class StylizeRun:
         compositor.wire(self._scene(), self.spec)
         done = len(self.spec.finished_frames())
         self._finish(Phase.DONE, f"Stylized {done} frame(s) into {self.spec.out_dir}; "
-                                 "the compositor shows them through the 'Flowstyle Mix' node")
+                                 "the compositor shows them through the 'Flowstyle Mix' node"
+                                 + (f" ({self.model_note})" if self.model_note else ""))
 
     # -- endings -----------------------------------------------------------------------------
 

@@ -245,6 +245,23 @@ class FrameRenderer:
         `plan()` reuses them by)? Missing frames would simply be rendered."""
         return self._read_stamp() == render_key(self._scene(), self.view_layer, self.spec)
 
+    def stale_reason(self) -> str:
+        """Why frames will be rendered (again) before the engine runs, in words ("" when
+        every frame of an earlier matching render is reused): the panel's model status."""
+        spec = self.spec
+        if spec.rerender:
+            return "Re-render is on"
+        key = render_key(self._scene(), self.view_layer, spec)
+        stamp = self._read_stamp()
+        if stamp != key:
+            if not isinstance(stamp, dict):
+                return "no earlier render"
+            differs = [word for name, word in _KEY_WORDS.items() if stamp.get(name) != key.get(name)]
+            return f"{', '.join(differs) or 'object indices'} changed"
+        missing = [f for f in range(spec.frame_start, spec.frame_end + 1)
+                   if not os.path.isfile(spec.render_path(f))]
+        return f"{len(missing)} frame(s) not rendered yet" if missing else ""
+
     def _read_stamp(self) -> Any:
         try:
             with open(self.stamp_path, encoding="utf-8") as fh:

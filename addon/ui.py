@@ -9,7 +9,8 @@ from typing import Any, Literal
 
 import bpy
 
-from . import per_object, pipeline, settings, shelf
+from . import model_state, per_object, pipeline, settings, shelf
+from .render import FrameRenderer
 
 Icon = Literal["CHECKMARK", "INFO", "ERROR"]
 
@@ -58,6 +59,8 @@ def draw_flowstyle(layout: bpy.types.UILayout, context: bpy.types.Context) -> No
     col.prop(props, "style_strength")
     col.prop(props, "temporal_strength")
     col.prop(props, "method")
+    if props.method != "optimize":
+        _draw_model_state(col, context, scene)
     col.prop(props, "preserve_colour")
     col.prop(props, "preset")
     col.prop(props, "use_scene_range")
@@ -82,6 +85,32 @@ def draw_flowstyle(layout: bpy.types.UILayout, context: bpy.types.Context) -> No
         row.operator("flowstyle.setup_passes", icon="RENDERLAYERS")
         row.operator("flowstyle.restore_passes", icon="LOOP_BACK", text="Undo")
         body.operator("flowstyle.wire_compositor", icon="NODETREE")
+
+
+def model_state_of(context: bpy.types.Context, scene: bpy.types.Scene) -> tuple[bool, str]:
+    """(will_train, reason) for the scene's next Network / Hybrid run (model_state.py),
+    counting frames that will be rendered again first."""
+    spec = settings.spec_from_scene(scene)
+    layer = (context.view_layer.name if context.scene == scene and context.view_layer is not None
+             else scene.view_layers[0].name)
+    stale = FrameRenderer(scene, layer, spec).stale_reason() if scene.camera else ""
+    root = pipeline.resolve_engine_root(spec)
+    return model_state.training_decision(spec, model_state.engine_version(root), stale)
+
+
+def _draw_model_state(layout: bpy.types.UILayout, context: bpy.types.Context,
+                      scene: bpy.types.Scene) -> None:
+    try:
+        will_train, reason = model_state_of(context, scene)
+    except Exception as exc:  # a panel must draw whatever the disk holds
+        will_train, reason = True, f"cannot tell ({exc})"
+    text = ("Will train the network: " if will_train else "") + reason
+    column = layout.column(align=True)
+    lines = textwrap.wrap(text, 60, break_on_hyphens=False) or [""]
+    for i, line in enumerate(lines[:6]):
+        icon: Icon | Literal["BLANK1"] = ("INFO" if will_train else "CHECKMARK") if i == 0 \
+            else "BLANK1"
+        column.label(text=line, icon=icon)
 
 
 def output_dir_lines(scene: bpy.types.Scene) -> list[str]:

@@ -51,7 +51,8 @@ MODEL_FORMAT_VERSION = 2  # 2: sigmoid output (1 added a residual to the input)
 SCALE_RANGE = (0.8, 1.25)  # random scale of a training crop, relative to the frame's size
 CACHE_BYTES = 1 << 30  # frames and flows kept in memory between steps (beyond: re-read)
 # Settings that do not change what a training run computes, step for step.
-_NOT_TRAINING = ("device", "precision", "network_tile", "train_steps", "train_preview_every",
+_NOT_TRAINING = ("device", "precision", "network_tile", "chunk_frames", "chunk_overlap",
+                 "train_steps", "train_preview_every",
                  "train_checkpoint_every", "method", "model", "style_mix", "preset", "height",
                  "first_iterations", "iterations", "optimizer", "adam_lr", "early_stop",
                  "early_stop_window", "pyramid_levels", "min_level_height", "long_term")
@@ -118,6 +119,42 @@ def training_settings(settings: Settings) -> tuple[Settings, list[tuple[torch.Te
     s = dataclasses.replace(s, styles=styles, regions=[], style_strengths={},
                             style_strength=training_strength(s))
     return s, images, digests
+
+
+def write_json_atomic(path: str, data: dict) -> None:
+    """JSON to a temporary file beside `path`, then rename: never half a file."""
+    tmp = path + ".partial"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def record_path(model_path: str) -> str:
+    """model.json beside model.pt: what the model was trained for, as plain JSON."""
+    return os.path.splitext(model_path)[0] + ".json"
+
+
+def recorded_settings(settings: Settings) -> dict:
+    """The settings that change what a training run computes (JSON-ready; the styles and
+    frames are added apart, by content)."""
+    data = json.loads(json.dumps(dataclasses.asdict(settings.resolved()), default=list))
+    for key in _NOT_TRAINING + ("styles", "frames"):
+        data.pop(key, None)
+    return data
+
+
+def training_record(trainer: "Trainer", model_digest: str) -> dict:
+    """model.json: what the model beside it was trained for, read without torch by the
+    add-on (addon/model_state.py) to say whether and why it will be trained again.
+    model_digest ties the record to the model file (a replaced or damaged file differs)."""
+    s = trainer.settings
+    return {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION,
+            "engine_version": __version__, "fingerprint": trainer.fingerprint,
+            "model_digest": model_digest, "steps": s.train_steps,
+            "default_steps": Settings.train_steps,  # what a job that leaves steps out gets
+            "styles": trainer.style_meta(),
+            "frames": {str(n): trainer.sequence.identity(n) for n in trainer.sequence.numbers},
+            "settings": recorded_settings(s)}
 
 
 def training_fingerprint(settings: Settings, style_digests: list[str], sequence: Sequence) -> str:
@@ -187,13 +224,20 @@ def load_model(path: str, device: torch.device | str = "cpu") -> Model:
 
 
 def model_is(path: str, fingerprint: str, steps: int) -> bool:
-    """Is the model file at `path` the finished result of the training `fingerprint`?"""
+    """Is the model file at `path` the finished result of the training `fingerprint`, by
+    this engine version, and does its record (model.json) say so too? The add-on decides
+    from the record alone (addon/model_state.py), so a model without one trains again."""
     if not os.path.isfile(path):
         return False
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
+        with open(record_path(path), encoding="utf-8") as f:
+            record = json.load(f)
         return (data.get("fingerprint") == fingerprint and data.get("steps") == steps
-                and data.get("format_version") == MODEL_FORMAT_VERSION)
+                and data.get("format_version") == MODEL_FORMAT_VERSION
+                and data.get("engine_version") == __version__
+                and record.get("fingerprint") == fingerprint
+                and record.get("model_digest") == file_digest(path))
     except Exception:
         return False
 
@@ -509,6 +553,8 @@ class Trainer:
         self.checkpoint(network, optimizer, generator, s.train_steps)  # to train on later
         save_atomic(model_file(network, self.style_meta(), s, s.train_steps, self.fingerprint),
                     self.model_path)
+        write_json_atomic(record_path(self.model_path),
+                          training_record(self, file_digest(self.model_path)))
         self.progress.event("train_finished", f"flowstyle: model written: {self.model_path}",
                             steps=s.train_steps, seconds=round(time.perf_counter() - started, 2),
                             out=self.model_path)

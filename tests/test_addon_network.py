@@ -12,8 +12,9 @@ import pytest
 
 from addon_helpers import HEIGHT, WIDTH, new_scene, style_image
 
+import bpy
 import OpenEXR
-from addon import batch
+from addon import batch, settings, ui
 
 pytestmark = pytest.mark.slow
 
@@ -22,13 +23,15 @@ def test_network_method_trains_then_stylizes_and_reuses_the_model(
         tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
     new_scene(frames=(1, 3))
     out = tmp_path / "out"
-    argv = ["stylize", "--style", style_image(str(tmp_path)), "--out", str(out),
+    style = style_image(str(tmp_path))
+    argv = ["stylize", "--style", style, "--out", str(out),
             "--method", "network", "--train-steps", "2", "--device", "cpu",
             "--python", sys.executable]
     code = batch.main(argv)
     printed = capsys.readouterr()
     assert code == 0, printed.err + (out / "flowstyle.log").read_text()
     assert "training step 2/2" in printed.out
+    assert "training the network: no trained network yet" in printed.out  # the reason, first
     assert (out / "model.pt").is_file()
     for frame in (1, 2, 3):
         with OpenEXR.File(str(out / f"flowstyle_{frame:04d}.exr"), separate_channels=True) as exr:
@@ -38,8 +41,20 @@ def test_network_method_trains_then_stylizes_and_reuses_the_model(
     assert batch.main(argv) == 0
     again = capsys.readouterr().out
     assert "reusing the trained network" in again
+    assert "the trained network is reused (2 steps): styles, frames and settings unchanged" in again
     assert again.count("skipped (resumed)") == 3
     assert os.path.getmtime(out / "model.pt") == model_time
+
+    # The panel, for the same scene and folder, says the network would train again, and
+    # why: it has no steps setting, so the engine's default applies.
+    props = settings.settings_of(bpy.context.scene)
+    props.method = "network"
+    props.output_dir = str(out)
+    props.styles.clear()
+    entry = props.styles.add()
+    entry.path, entry.weight = style, 1.0
+    assert ui.model_state_of(bpy.context, bpy.context.scene) == (
+        True, "settings changed: train_steps 2 -> 800")
 
 
 def test_preview_frame_uses_the_shots_current_network_and_leaves_the_shot_alone(
