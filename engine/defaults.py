@@ -65,7 +65,7 @@ METHODS = ("optimize", "network", "hybrid")
 # Settings only the network and its training read (left out of optimize's fingerprint).
 NETWORK_FIELDS = ("method", "model", "style_mix", "train_steps", "train_crop", "train_batch",
                   "train_lr", "network_channels", "network_blocks", "train_preview_every",
-                  "train_checkpoint_every", "train_seed", "network_tile")
+                  "train_checkpoint_every", "train_seed")
 # Smallest tile side for network tiling, in px: each tile also runs a margin of the
 # network's receptive radius (60 px for the default network) on every side, so smaller
 # tiles spend most of their time on margins.
@@ -362,7 +362,7 @@ class Settings:
         s = self.resolved()
         data = dataclasses.asdict(s)
         for key in ("device", "precision", "frames", "chunk_frames", "chunk_overlap",
-                    "style_strengths"):
+                    "style_strengths", "network_tile"):  # tiles: the same pixels (tiling.py)
             data.pop(key)  # chunking counts only in a farm run's own fingerprint (farm.py);
             # per-frame strengths in each frame's own (frame_fingerprint)
         if s.method == "optimize":  # the network's settings do not touch optimized pixels

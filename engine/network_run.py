@@ -29,7 +29,7 @@ from .digests import source_digest
 from .defaults import MIN_NETWORK_TILE, Settings, StyleImage
 from .errors import FlowstyleError
 from .frames import open_sequence
-from .network import style_mix
+from .network import NetworkConfig, style_mix
 from .progress import Progress
 from .run import SequenceRun, check_writable, load_region_styles, load_style_images
 from .stylize import FrameStats, TemporalTerm, autocast_dtype, available_bytes, resize, resolve_device
@@ -179,6 +179,33 @@ def recorded_styles(model: Model, mix: list[float]) -> list[StyleImage]:
     return [StyleImage(st["path"], w) for st, w in zip(model.styles, mix)]
 
 
+def network_tile(settings: Settings, size: tuple[int, int], device: torch.device,
+                 config: NetworkConfig, progress: Progress) -> int:
+    """The tile side in px for the network's pass over (height, width) frames (0: whole
+    frames). --tile when given; else 0 when a frame fits in 90% of the free memory, else
+    the largest tile (with its margins) that fits in half of it, as batch_size budgets a
+    batch. Tiled frames equal whole ones (tiling.py), so this changes memory, not pixels."""
+    height, width = size
+    if settings.network_tile:
+        tile = settings.network_tile if settings.network_tile < max(height, width) else 0
+    else:
+        free = available_bytes(device)
+        if free is None or height * width * NETWORK_BYTES_PER_PIXEL <= 0.9 * free:
+            return 0
+        margin = receptive_radius(config)
+        side = int((0.5 * free / NETWORK_BYTES_PER_PIXEL) ** 0.5) - 2 * margin
+        tile = side - side % 4
+        if tile < MIN_NETWORK_TILE:
+            need = (MIN_NETWORK_TILE + 2 * margin) ** 2 * NETWORK_BYTES_PER_PIXEL
+            raise FlowstyleError(f"the network needs about {need / 2**20:.0f} MB even in "
+                                 f"tiles, but only {free / 2**20:.0f} MB is free on "
+                                 f"{device}. Free memory, or use a machine with more.")
+    if tile:
+        progress.event("tiling", f"{width}x{height} frames: the network runs in tiles of "
+                       f"{tile} px that share the whole frame's statistics", tile=tile)
+    return tile
+
+
 class NetworkRun(SequenceRun):
     """`stylize --method network`: each frame through the trained network, in batches."""
 
@@ -226,29 +253,9 @@ class NetworkRun(SequenceRun):
         return max(1, min(MAX_BATCH, int(0.5 * free // need)))
 
     def tile_size(self) -> int:
-        """The tile side in px (0: whole frames). --tile when given; else 0 when a frame
-        fits in 90% of the free memory, else the largest tile (with its margins) that fits
-        in half of it, as batch_size budgets a batch."""
-        s = self.settings
-        height, width = self.size
-        if s.network_tile:
-            tile = s.network_tile if s.network_tile < max(height, width) else 0
-        else:
-            free = available_bytes(self.device)
-            if free is None or height * width * NETWORK_BYTES_PER_PIXEL <= 0.9 * free:
-                return 0
-            margin = receptive_radius(self.model.network.config)
-            side = int((0.5 * free / NETWORK_BYTES_PER_PIXEL) ** 0.5) - 2 * margin
-            tile = side - side % 4
-            if tile < MIN_NETWORK_TILE:
-                need = (MIN_NETWORK_TILE + 2 * margin) ** 2 * NETWORK_BYTES_PER_PIXEL
-                raise FlowstyleError(f"the network needs about {need / 2**20:.0f} MB even in "
-                                     f"tiles, but only {free / 2**20:.0f} MB is free on "
-                                     f"{self.device}. Free memory, or use a machine with more.")
-        if tile:
-            self.progress.event("tiling", f"{width}x{height} frames: stylizing in tiles of "
-                                f"{tile} px that share the whole frame's statistics", tile=tile)
-        return tile
+        """The tile side in px (0: whole frames): network_tile()."""
+        return network_tile(self.settings, self.size, self.device, self.model.network.config,
+                            self.progress)
 
     def warn_strength_above_training(self) -> None:
         numbers = self.sequence.numbers
@@ -368,6 +375,8 @@ class HybridRun(SequenceRun):
         self.fingerprint = hashlib.sha256(
             f"{self.fingerprint}:{self.model.digest}".encode()).hexdigest()[:16]
         self.autocast = autocast_dtype(self.device, self.settings.precision)
+        self.tile = network_tile(self.settings, (self.sequence.height, self.sequence.width),
+                                 self.device, self.model.network.config, self.progress)
         self._network: torch.Tensor | None = None
 
     def network_output(self, number: int) -> torch.Tensor:
@@ -378,7 +387,9 @@ class HybridRun(SequenceRun):
                    else contextlib.nullcontext())
         cur = self.inputs(number)
         with torch.no_grad(), context:
-            full = regional_output(self.model.network, cur.display, self.mix, self.region_mixes,
+            network = self.model.network if not self.tile else (
+                lambda images, mix: stylize_tiled(self.model.network, images, mix, self.tile))
+            full = regional_output(network, cur.display, self.mix, self.region_mixes,
                                    cur.regions if self.settings.regions else None)
         amount = strength_amount(self.settings, number, self.trained_strength)
         full = blend_strength(cur.display, full.float().clamp(0, 1), amount)

@@ -271,3 +271,13 @@ def test_stylize_with_tiles_writes_the_same_frames(trained, shot, tmp_path):
         assert np.abs(tiled - whole).max() < 1e-4
     bad = run_engine(*common, "--out", str(tmp_path / "bad"), "--tile", "8", check=False)
     assert bad.returncode == 2 and "--tile" in bad.stderr, bad.stderr
+
+
+def test_hybrid_runs_the_network_in_tiles_too(trained, shot, tmp_path):
+    from engine.network_run import HybridRun
+    common = dict(method="hybrid", model=trained[1.0], height=72, precision="fp32")
+    whole = HybridRun(str(shot), str(tmp_path / "whole"), Settings(**common))
+    tiled = HybridRun(str(shot), str(tmp_path / "tiled"), Settings(**common, network_tile=40))
+    assert (whole.tile, tiled.tile) == (0, 40)
+    assert whole.fingerprint == tiled.fingerprint  # the same pixels: finished frames are kept
+    assert float((tiled.network_output(2) - whole.network_output(2)).abs().max()) < 1e-4
