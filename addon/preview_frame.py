@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 import bpy
 
-from . import job, settings
+from . import job, model_state, settings
 from .engine_client import EngineProcess
 from .job import JobSpec
 from .pipeline import Phase, StylizeError, StylizeRun, resolve_engine_root
@@ -62,24 +62,26 @@ def preview_spec(scene: bpy.types.Scene, frame: int) -> JobSpec:
 SHOT_JOB_FILE = "shot_job.json"  # in the preview's scratch folder: the shot's job, for its model
 
 
-def kept_model_spec(scene: bpy.types.Scene, view_layer: str, spec: JobSpec) -> JobSpec | None:
-    """The shot's job whose kept network a preview may use, or None.
+def kept_model_spec(scene: bpy.types.Scene, view_layer: str,
+                    spec: JobSpec) -> tuple[JobSpec | None, str]:
+    """(the shot's job whose kept network the preview uses, or None; why, in words).
 
-    spec: the preview's. None for the optimize method, without a model file beside the
-    shot's output, or when the shot's renders would be made again by Stylize (their stamp
-    differs: another range, resolution, camera...), which trains again. The engine checks
-    the rest (styles, settings, frames: `train`'s own reuse test)."""
+    spec: the preview's. None for the optimize method, and whenever Stylize would train the
+    network again (model_state.training_decision, the panel's own test: no model, styles,
+    frames, settings or engine changed, or the shot's renders would be made again). The
+    engine checks once more (`train`'s own reuse test) before using it."""
     if spec.method == "optimize":
-        return None
+        return None, ""
     shot = settings.spec_from_scene(scene)
     shot_spec = dataclasses.replace(spec, out_dir=shot.out_dir, frame_start=shot.frame_start,
                                     frame_end=shot.frame_end,
-                                    style_strengths=shot.style_strengths)
-    if not os.path.isfile(shot_spec.model_path):
-        return None
-    if not FrameRenderer(scene, view_layer, shot_spec).renders_match():
-        return None
-    return shot_spec
+                                    style_strengths=shot.style_strengths, rerender=False)
+    stale = FrameRenderer(scene, view_layer, shot_spec).stale_reason()
+    will_train, why = model_state.training_decision(
+        shot_spec, model_state.engine_version(resolve_engine_root(spec)), stale)
+    if will_train:
+        return None, f"optimizing (the shot's network will train again: {why})"
+    return shot_spec, ""
 
 
 class PreviewRun(StylizeRun):
@@ -101,15 +103,18 @@ class PreviewRun(StylizeRun):
 
     def _start_engine(self) -> None:
         spec = self.spec
-        job.write_job(spec)
         root = resolve_engine_root(spec)
         assert root is not None
-        shot = kept_model_spec(self._scene(), self.view_layer, spec)
+        shot, why_not = kept_model_spec(self._scene(), self.view_layer, spec)
+        if why_not:
+            self._say(f"preview of frame {spec.frame_start}: {why_not}")
         model_args: list[str] = []
         if shot is not None:  # the engine uses the shot's network if it is current
             shot_job = os.path.join(spec.out_dir, SHOT_JOB_FILE)
             job.write_json_atomic(shot_job, shot.to_job_dict())
             model_args = ["--shot-job", shot_job]
+        # Without the shot's network the preview optimizes (a scratch folder has no model).
+        job.write_job(spec if shot is not None else dataclasses.replace(spec, method="optimize"))
         self._engine = EngineProcess(
             spec.python, root,
             ["preview-frame", "--job", spec.job_path, "--frame", str(spec.frame_start),

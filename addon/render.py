@@ -240,11 +240,6 @@ class FrameRenderer:
         key = render_key(self._scene(), self.view_layer, self.spec)
         return foreign_renders_problem(self.spec.render_dir, self._read_stamp(), key)
 
-    def renders_match(self) -> bool:
-        """Are the renders in the folder of this scene, camera, range and size (the stamp
-        `plan()` reuses them by)? Missing frames would simply be rendered."""
-        return self._read_stamp() == render_key(self._scene(), self.view_layer, self.spec)
-
     def stale_reason(self) -> str:
         """Why frames will be rendered (again) before the engine runs, in words ("" when
         every frame of an earlier matching render is reused): the panel's model status."""

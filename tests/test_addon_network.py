@@ -88,10 +88,10 @@ def test_preview_frame_uses_the_shots_current_network_and_leaves_the_shot_alone(
     assert {p.name: p.stat().st_mtime_ns for p in shot.rglob("*")} == before
     assert not (shot / preview_frame.SHOT_JOB_FILE).exists()
 
-    # Other training steps than the kept model's: it would train again, so the preview
-    # optimizes (and says why).
+    # Other training steps than the kept model's: Stylize would train again, so the preview
+    # optimizes, and says why as the panel does.
     assert batch.main(["preview", "--frame", "2", "--out", str(out), "--first-iterations", "2",
                        *common, "--train-steps", "3"]) == 0
     printed = capsys.readouterr().out
-    assert "not using the shot's network" in printed, printed
+    assert "the shot's network will train again: settings changed: train_steps 2 -> 3" in printed, printed
     assert {p.name: p.stat().st_mtime_ns for p in shot.rglob("*")} == before
