@@ -17,7 +17,8 @@ For each: the largest and mean |difference| from the untiled output (display RGB
 pixels across tile borders over the same elsewhere; the untiled frame's own ratio at the
 same places is the no-seam reference), the time, and the peak memory (each measured in a
 fresh process: its peak resident size during the pass, reset through /proc/self/clear_refs,
-less its size before; Linux; float32, one thread). 4K is extrapolated from these, as printed: the untiled peak grows with the
+less its size before, with glibc returning large buffers when freed; Linux; float32, one
+thread). 4K is extrapolated from these, as printed: the untiled peak grows with the
 frame's pixels, the tiled peak with the tile's (plus the frame's input and output).
 """
 
@@ -132,7 +133,9 @@ def main() -> None:
           f"norm layers), trained {args.steps} steps; float32, 1 thread\n")
 
     results, outputs = {}, {}
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # glibc: every buffer of 128 KB or more is its own mapping, returned when freed, so the
+    # peak resident size is the peak of live tensors, not of the allocator's cached heap.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": "131072"}
     for mode in MODES:
         out_path = os.path.join(w, f"out_{mode.replace(':', '_')}.pt")
         line = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", mode,
