@@ -341,6 +341,9 @@ def describe_event(event: dict[str, Any]) -> str:
         return f"training: {kind} at step {event.get('step')}: {event.get('path')}"
     if kind == "train_finished":
         return f"network trained ({event.get('steps')} steps): {event.get('out')}"
+    if kind == "tiling":
+        return (f"frames too large for memory at once: the network runs in tiles of "
+                f"{event.get('tile')} px (the same pixels as whole frames)")
     if kind == "frame_skipped":
         return f"frame {event.get('frame')} skipped ({event.get('reason', 'resumed')})"
     if kind == "warning":

@@ -41,3 +41,9 @@ def test_the_margin_is_the_networks_reach(shot):
             short = stylize_tiled(network, frame, one_hot(0, 1), 32, margin=radius - 8)
         assert float((exact - whole).abs().max()) < 1e-4, blocks
         assert float((short - whole).abs().max()) > 1e-3, blocks
+
+
+def test_the_add_on_says_when_frames_are_tiled():
+    from addon import engine_client
+    line = engine_client.describe_event({"event": "tiling", "tile": 512})
+    assert line.startswith("frames too large for memory at once") and "tiles of 512 px" in line
