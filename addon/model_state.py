@@ -186,6 +186,15 @@ def training_decision(spec: JobSpec, version: str | None = None,
             return True, f"{os.path.basename(model)} is damaged or was replaced (it is not the file {RECORD_FILE} describes)"
     except OSError as exc:
         return True, f"{os.path.basename(model)} is unreadable ({exc.strerror or exc})"
+    try:
+        return _compare(spec, record, version, renders_stale)
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:  # a hand-edited record
+        return True, f"{RECORD_FILE} is unreadable ({type(exc).__name__}: {exc})"
+
+
+def _compare(spec: JobSpec, record: dict[str, Any], version: str | None,
+             renders_stale: str) -> tuple[bool, str]:
+    """training_decision's comparison of the run with the model's record."""
     reasons = []
     if version is not None and record.get("engine_version") != version:
         reasons.append(f"engine version changed ({record.get('engine_version')} -> {version})")
