@@ -95,3 +95,51 @@ def test_preview_frame_uses_the_shots_current_network_and_leaves_the_shot_alone(
     printed = capsys.readouterr().out
     assert "the shot's network will train again: settings changed: train_steps 2 -> 3" in printed, printed
     assert {p.name: p.stat().st_mtime_ns for p in shot.rglob("*")} == before
+
+
+def test_network_method_with_a_region_and_keyframed_strength(
+        tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The panel's regions and animated strength reach the network: it is trained with the
+    region's painting too, the keep-original object is the render, and the frame keyed at
+    strength 0 is the render."""
+    import json
+    import numpy as np
+    from addon import per_object, settings
+    from addon_helpers import REPO
+    from engine import exr
+    import bpy
+    scene = new_scene(frames=(1, 3))
+    cube = next(o for o in scene.objects if o.type == "MESH")
+    region = per_object.add_region(scene, [cube], "Cube")
+    region.keep_original = True
+    mesh = bpy.data.meshes.new("WallMesh")  # a wall behind the cube, in The Scream
+    mesh.from_pydata([(-4, 2, -3), (4, 2, -3), (4, 2, 3), (-4, 2, 3)], [], [(0, 1, 2, 3)])
+    plane = bpy.data.objects.new("Wall", mesh)
+    scene.collection.objects.link(plane)
+    painted = per_object.add_region(scene, [plane], "Wall")
+    painted.path = os.path.join(REPO, "addon", "styles", "scream.jpg")
+    props = settings.settings_of(scene)
+    props.style_strength = 0.0
+    scene.keyframe_insert('flowstyle.style_strength', frame=1)
+    props.style_strength = 1.0
+    scene.keyframe_insert('flowstyle.style_strength', frame=3)
+    out = tmp_path / "out"
+    code = batch.main(["stylize", "--style", style_image(str(tmp_path)), "--out", str(out),
+                       "--method", "network", "--train-steps", "2", "--device", "cpu",
+                       "--python", sys.executable, "--engine-root", REPO])
+    assert code == 0, capsys.readouterr().err + (out / "flowstyle.log").read_text()
+    record = json.loads((out / "model.json").read_text())
+    assert [os.path.basename(st["path"]) for st in record["styles"]][1:] == ["scream.jpg"]
+
+    def frame(folder: str, name: str) -> dict:
+        path = str(out / folder / name) if folder else str(out / name)
+        return exr.read_passes(path, exr.read_layout(path))
+
+    for n in (1, 3):
+        render = frame("render", f"render_{n:04d}.exr")
+        result = exr.read_rgba(str(out / f"flowstyle_{n:04d}.exr"))
+        kept = np.rint(render["Object Index"][..., 0]) == cube.pass_index
+        assert kept.sum() > 20
+        np.testing.assert_array_equal(result[kept], render["Combined"][kept])
+        change = float(np.abs(result[..., :3] - render["Combined"][..., :3]).mean())
+        assert (change < 2e-3) if n == 1 else (change > 1e-2), (n, change)
