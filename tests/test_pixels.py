@@ -14,7 +14,7 @@ import torch
 
 from conftest import FAST, render_shot, run_engine
 from engine import flow
-from engine.evaluate import edge_score, ghost_ratio
+from engine.evaluate import edge_score, ghost_ratio, ghost_ratio_matched
 
 
 def _texture(h: int = 48, w: int = 64, seed: int = 0) -> torch.Tensor:
@@ -47,6 +47,25 @@ def test_ghost_ratio_is_one_for_a_recoloured_frame_and_high_with_a_dark_trail():
     assert ghost_ratio(source, ghost, reliable, valid) > 3
     # Too few uncovered pixels to tell: no number rather than a noisy one.
     assert ghost_ratio(source, noisy, torch.ones_like(reliable), valid) is None
+
+
+def test_edge_matched_ghost_ratio_sees_through_an_outline_but_not_a_trail():
+    # Uncovered pixels lie along a moving object's outline. A stylization that departs
+    # from the colour map more on edges than on flat areas (here: sharpened edges), with
+    # no trail at all, lifts the plain ratio well above 1; the edge-matched one stays ~1.
+    source = 0.3 * _texture(96, 128)
+    source[..., 30:70, 40:80] += 0.6  # an object's outline: sharp edges
+    reliable = torch.ones_like(source[:, :1])
+    reliable[..., 26:74, 76:84] = 0  # uncovered along its right edge
+    valid = torch.ones_like(reliable)
+    blurred = torch.nn.functional.avg_pool2d(source, 5, 1, 2, count_include_pad=False)
+    sharpened = (1 - 0.8 * source) + 0.8 * (source - blurred)
+    noisy = sharpened + 0.01 * torch.randn(source.shape, generator=torch.Generator().manual_seed(3))
+    assert ghost_ratio(source, noisy, reliable, valid) > 1.3
+    assert ghost_ratio_matched(source, noisy, reliable, valid) == pytest.approx(1.0, abs=0.15)
+    trail = noisy.clone()
+    trail[..., 26:74, 76:84] = 0.1  # the occluder's colour left behind
+    assert ghost_ratio_matched(source, trail, reliable, valid) > 3
 
 
 def test_edge_score_flags_a_bright_rim_and_passes_a_clean_frame():
