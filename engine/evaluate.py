@@ -75,12 +75,23 @@ def ghost_ratio(source: torch.Tensor, target: torch.Tensor, reliable: torch.Tens
     previous frame did not see the pixel); valid: 1×1×H×W, pixels that count (alpha > 0).
     Returns None when fewer than GHOST_MIN_PIXELS of the frame were uncovered.
     """
+    sets = _uncovered_and_kept(reliable, valid)
+    if sets is None:
+        return None
+    uncovered, kept = sets
     residual = colour_map_residual(source, target, valid)
+    return float(residual[uncovered].mean() / residual[kept].mean().clamp_min(1e-8))
+
+
+def _uncovered_and_kept(reliable: torch.Tensor, valid: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Boolean 1×1×H×W masks of the uncovered and the reliable valid pixels; None when
+    too few pixels were uncovered (GHOST_MIN_PIXELS) or none is reliable."""
     uncovered = (reliable < 0.5) & (valid > 0.5)
     kept = (reliable >= 0.5) & (valid > 0.5)
     if int(uncovered.sum()) < max(16, GHOST_MIN_PIXELS * valid.numel()) or not bool(kept.any()):
         return None
-    return float(residual[uncovered].mean() / residual[kept].mean().clamp_min(1e-8))
+    return uncovered, kept
 
 
 def edginess(image: torch.Tensor, window: int = GHOST_EDGE_WINDOW) -> torch.Tensor:
@@ -108,11 +119,11 @@ def ghost_ratio_matched(source: torch.Tensor, target: torch.Tensor, reliable: to
     local contrast), so what is left is what the outline cannot explain: a trail still
     scores well above 1. Same arguments and None as ghost_ratio.
     """
-    residual = colour_map_residual(source, target, valid)
-    uncovered = (reliable < 0.5) & (valid > 0.5)
-    kept = (reliable >= 0.5) & (valid > 0.5)
-    if int(uncovered.sum()) < max(16, GHOST_MIN_PIXELS * valid.numel()) or not bool(kept.any()):
+    sets = _uncovered_and_kept(reliable, valid)
+    if sets is None:
         return None
+    uncovered, kept = sets
+    residual = colour_map_residual(source, target, valid)
     edges = edginess(source)
     kept_edges, order = edges[kept].double().sort()
     sums = torch.cat([torch.zeros(1, dtype=torch.float64), residual[kept].double()[order].cumsum(0)])
