@@ -25,9 +25,9 @@ neighbours). bench/tiling.py measures it against a cheaper alternative (statisti
 one pass over a downscaled frame) and against per-tile statistics.
 
 Cost: pass k runs the tiles up to norm layer k, so gathering the default network's 15
-layers costs about 6 forward passes, plus the margins: 8.4x the untiled time at 1024x576
-in 256-px tiles (bench/tiling.py; statistics from a half-size frame instead cost 2.1x but
-move colours by up to 0.16). It is only paid when a frame does not fit in memory, where
+layers costs about 6 forward passes, plus the margins: 6-8x the untiled time at 1024x576
+in 256-px tiles, at a quarter of its peak memory (bench/tiling.py; statistics from a
+half-size frame instead would save most of that time but move colours by up to 0.16). It is only paid when a frame does not fit in memory, where
 the alternative is no output at all.
 
 Device-agnostic: the same code runs on CUDA (under autocast) and on the CPU. Tiles are
