@@ -25,6 +25,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+# F.instance_norm's epsilon: statistics fixed from outside (tiling.py) normalize as it does.
+NORM_EPS = 1e-5
+
+
 @dataclass(frozen=True)
 class NetworkConfig:
     """The architecture: what a saved model must record to be rebuilt.
@@ -68,7 +72,7 @@ class ConditionalInstanceNorm(nn.Module):
             normalized = F.instance_norm(x.float()).to(x.dtype)
         else:
             mean, var = (t[:, :, None, None] for t in self.stats)
-            normalized = ((x.float() - mean) * torch.rsqrt(var + 1e-5)).to(x.dtype)
+            normalized = ((x.float() - mean) * torch.rsqrt(var + NORM_EPS)).to(x.dtype)
         gamma = (mix @ self.gamma)[:, :, None, None]
         beta = (mix @ self.beta)[:, :, None, None]
         return normalized * gamma.to(x.dtype) + beta.to(x.dtype)

@@ -45,8 +45,6 @@ import torch.nn.functional as F
 from .network import ConditionalInstanceNorm, NetworkConfig, StyleNetwork
 
 ALIGN = 4  # the network halves the image twice: tiles start and end on multiples of 4 px
-# F.instance_norm's epsilon: fixed statistics must normalize exactly as it does.
-NORM_EPS = 1e-5
 
 
 def receptive_radius(config: NetworkConfig) -> int:
@@ -126,7 +124,7 @@ def gather_statistics(network: StyleNetwork, images: torch.Tensor, mix: torch.Te
     found: list[tuple[torch.Tensor, torch.Tensor]] = []
     for norm in norm_layers(network):
         parts: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # per core: pixels, mean, var
-        tile = tiles[0]
+        tile = tiles[0]  # the tile being run: the loop below sets it, `record` reads it
 
         def record(module: torch.nn.Module, args: tuple) -> None:
             x = args[0]
