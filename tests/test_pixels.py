@@ -113,3 +113,33 @@ def test_stylized_frames_have_clean_edges(crossing):
     # moves by about 0.1 (docs/tuning.md), so "like the interior" is 1.0 within that noise.
     _, _, report = crossing
     assert report["edge_score"]["output"] <= 1.1, report["edge_score"]
+
+
+@pytest.mark.slow
+def test_edge_matched_ghost_ratio_sees_a_trail_pasted_into_real_frames(crossing):
+    # The engine's own output scores about 1 or below; the same output with a trail (the
+    # previous output warped into the uncovered pixels, what the old start left there)
+    # scores clearly higher on the same real frames.
+    from engine import exr
+    from engine.evaluate import _display
+    from engine.frames import open_sequence
+    from engine.run import output_path
+    shot, out, report = crossing
+    assert report["ghost_ratio"]["edge_matched"] <= 1.1, report["ghost_ratio"]
+    sequence = open_sequence(str(shot))
+    clean, trailed = [], []
+    for n in sequence.numbers[1:]:
+        frame, previous = sequence.read(n), sequence.read(n - 1)
+        source, valid = _display(frame.rgba)
+        output = _display(exr.read_rgba(output_path(str(out), n)))[0]
+        previous_output = _display(exr.read_rgba(output_path(str(out), n - 1)))[0]
+        backward = flow.flows_from_vector_pass(frame.vectors)[0]
+        reliable = flow.reliability_mask(backward, flow.flows_from_vector_pass(previous.vectors)[1]) * valid
+        trail = reliable * output + (1 - reliable) * flow.warp(previous_output, backward)
+        ratio = ghost_ratio_matched(source, output, reliable, valid)
+        if ratio is not None:
+            clean.append(ratio)
+            trailed.append(ghost_ratio_matched(source, trail, reliable, valid))
+    assert len(clean) >= 3
+    print("edge-matched ghost ratio, as is / with a trail:", clean, trailed)
+    assert sum(trailed) / len(trailed) > 1.25 * sum(clean) / len(clean)
