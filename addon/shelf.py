@@ -42,6 +42,10 @@ class Painting:
 PAINTINGS = (
     Painting("starry_night", "The Starry Night", "Vincent van Gogh", 1889),
     Painting("scream", "The Scream", "Edvard Munch", 1893),
+    Painting("great_wave", "The Great Wave", "Katsushika Hokusai", 1831),
+    Painting("moulin_de_la_galette", "Moulin de la Galette", "Pierre-Auguste Renoir", 1876),
+    Painting("village_street_auvers", "Village Street in Auvers", "Vincent van Gogh", 1890),
+    Painting("harvesters", "The Harvesters", "Pieter Bruegel the Elder", 1565),
 )
 
 _previews: dict[str, Any] = {}  # "shelf" -> the previews collection, while registered

@@ -96,13 +96,26 @@ def test_style_shelf_thumbnails_and_one_click_add() -> None:
     scene = new_scene()
     total = 0
     readme = (pathlib.Path(shelf.SHELF_DIR) / "README.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in readme.splitlines()
+            if line.startswith("| ") and line.count("|") >= 6}
     for painting in shelf.PAINTINGS:
         size = pathlib.Path(painting.path).stat().st_size
         assert size < 400_000, painting.path  # a few hundred KB at most
         total += size
-        assert painting.key + ".jpg" in readme and "public domain" in readme
+        # Provenance: a README row of its own naming the licence and where the copy came from.
+        row = rows.get(painting.key + ".jpg", "")
+        assert "public domain" in row and row.split("|")[5].strip(), painting.key
         assert painting.key in shelf._previews["shelf"]  # loaded as a thumbnail
-    assert total < 1_500_000
+        image = bpy.data.images.load(painting.path)  # a real image Blender can read
+        try:  # reading the size decodes the file: (0, 0) if it cannot
+            assert 0 < min(image.size) and max(image.size) <= 512, (painting.key, image.size[:])
+        finally:
+            bpy.data.images.remove(image)
+    assert total < 1_000_000  # the whole shelf keeps the extension zip small
+    # Every painting shipped is on the shelf (and so has a README row): no stray files.
+    shipped = {p.stem for p in pathlib.Path(shelf.SHELF_DIR).glob("*.jpg")}
+    assert shipped == {p.key for p in shelf.PAINTINGS}
+    assert len(shelf.PAINTINGS) >= 6
 
     assert bpy.ops.flowstyle.shelf_add(key="scream") == {"FINISHED"}
     assert bpy.ops.flowstyle.shelf_add(key="scream") == {"FINISHED"}  # not added twice

@@ -68,6 +68,10 @@ def test_build_validate_install_enable(tmp_path: pathlib.Path) -> None:
     # Only what users run: no benchmark and no test code (a developer's tools stay in the
     # source tree; the benchmark alone was 1.3k lines).
     assert not [n for n in names if "bench" in n.lower() or "test" in os.path.basename(n)], names
+    # The style shelf's paintings ship; the build-time tool that made some of them does not.
+    shelf = sorted(p.name for p in (REPO / "addon" / "styles").glob("*.jpg"))
+    assert len(shelf) >= 6 and all(f"styles/{name}" in names for name in shelf), names
+    assert not [n for n in names if n.startswith("docs/") or "extract_gcompris" in n], names
 
     env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "blender_user"))
     env.pop("FLOWSTYLE_PYTHON", None)
