@@ -210,14 +210,23 @@ def main() -> None:
     preview_px = preview_h * round(preview_h * 16 / 9)
     opt_preview = 100 * opt_per_frame * preview_px / pixels
     opt_full = 100 * opt_per_frame * HD[0] * HD[1] / pixels
+    # The final preset: its working height's pixels, and its iterations over the preview's
+    # (the measured s/frame is at the preview preset's budget).
+    final = PRESETS["final"]
+    final_px = final["height"] * round(final["height"] * 16 / 9)
+    budget_ratio = ((final["first_iterations"] + 99 * final["iterations"])
+                    / (PRESETS["preview"]["first_iterations"] + 99 * PRESETS["preview"]["iterations"]))
+    opt_final = 100 * opt_per_frame * final_px / pixels * budget_ratio
     net_total = 800 * step256 + 100 * infer_hd
     rows.append(("100 frames 1080p: optimize", f"preview preset (working {preview_h} px), "
                  "s/frame x pixels ratio", f"{opt_preview / 60:.0f} min"))
+    rows.append(("100 frames 1080p: optimize", f"final preset (working {final['height']} px), "
+                 f"x pixels x {budget_ratio:.2f} iterations", f"{opt_final / 60:.0f} min"))
     rows.append(("100 frames 1080p: optimize", "at full 1080p, s/frame x pixels ratio",
                  f"{opt_full / 3600:.1f} h"))
     rows.append(("100 frames 1080p: network", "800 steps at 256 px + 100 x 1080p inference",
                  f"{net_total / 60:.0f} min ({net_total / opt_preview:.2f}x preview optimize, "
-                 f"{net_total / opt_full:.3f}x full-size)"))
+                 f"{net_total / opt_final:.3f}x final, {net_total / opt_full:.3f}x full-size)"))
 
     width = max(len(r[0]) for r in rows)
     how = max(len(r[1]) for r in rows)
