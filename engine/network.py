@@ -94,9 +94,17 @@ class ConvNorm(nn.Module):
         self.upsample = upsample
 
     def forward(self, x: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
+        return self.after_norm(self.before_norm(x), mix)
+
+    # The two halves of forward, apart for tiling.py (which gathers the norm's statistics
+    # in between).
+    def before_norm(self, x: torch.Tensor) -> torch.Tensor:
         if self.upsample:
             x = F.interpolate(x, scale_factor=2, mode="nearest")
-        x = self.norm(self.conv(self.pad(x)), mix)
+        return self.conv(self.pad(x))
+
+    def after_norm(self, x: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
+        x = self.norm(x, mix)
         return F.relu(x) if self.relu else x
 
 
