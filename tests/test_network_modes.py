@@ -67,11 +67,8 @@ def region_model(floor_wall_shot, tmp_path_factory):
 
 def test_network_mode_styles_each_object_with_its_own_painting(floor_wall_shot, region_model,
                                                                tmp_path):
-    from test_regions import _gram_distances
-    from engine import defaults, losses
-    from engine.defaults import Settings, StyleImage
-    from engine.run import load_style_images
-    from engine.stylize import resize
+    from test_regions import _gram_distances, _painting_grams
+    from engine import defaults
     from engine.train import load_model
     from engine.vgg import VGGFeatures
 
@@ -86,12 +83,7 @@ def test_network_mode_styles_each_object_with_its_own_painting(floor_wall_shot, 
                "--style-mix", "0,1", "--out", str(scream_out), "--progress", "none")
 
     vgg = VGGFeatures(list(defaults.STYLE_LAYERS), "caffe")
-    grams = {}
-    with torch.no_grad():
-        for name, path in (("starry", STYLE), ("scream", SCREAM)):
-            (image, _), = load_style_images(Settings(styles=[StyleImage(str(path))]))[0]
-            feats = vgg(resize(image, (72, round(image.shape[-1] * 72 / image.shape[-2]))))
-            grams[name] = {n: losses.gram_matrix(feats[n]) for n in defaults.STYLE_LAYERS}
+    grams = _painting_grams(vgg)
     for n in (1, 2):
         source = read_frame(floor_wall_shot / f"render_{n:04d}.exr")
         result = read_frame(out / f"flowstyle_{n:04d}.exr")["Combined"]

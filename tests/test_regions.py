@@ -62,6 +62,20 @@ def floor_wall_shot(tmp_path_factory):
                        "--index-floor-wall")
 
 
+def _painting_grams(vgg, height: int = 72) -> dict:
+    """The Starry Night's and The Scream's Gram matrices ("starry", "scream") per style
+    layer, from the paintings at `height` px."""
+    from engine.run import load_style_images
+    from engine.stylize import resize
+    grams = {}
+    with torch.no_grad():
+        for name, path in (("starry", STYLE), ("scream", SCREAM)):
+            (image, _), = load_style_images(Settings(styles=[StyleImage(str(path))]))[0]
+            feats = vgg(resize(image, (height, round(image.shape[-1] * height / image.shape[-2]))))
+            grams[name] = {n: losses.gram_matrix(feats[n]) for n in defaults.STYLE_LAYERS}
+    return grams
+
+
 def _gram_distances(image: torch.Tensor, mask: torch.Tensor, vgg, grams: dict) -> dict:
     feats = vgg(image)
     out = {}
@@ -86,16 +100,9 @@ def test_each_object_moves_towards_its_own_painting(floor_wall_shot, tmp_path):
     run_engine("stylize", "--job", str(job_path), *FAST, "--progress", "none")
 
     from engine import colour
-    from engine.run import load_style_images
-    from engine.stylize import resize
     from engine.vgg import VGGFeatures
     vgg = VGGFeatures(list(defaults.STYLE_LAYERS), "caffe")
-    grams = {}
-    with torch.no_grad():
-        for name, path in (("starry", STYLE), ("scream", SCREAM)):
-            (image, _), = load_style_images(Settings(styles=[StyleImage(str(path))]))[0]
-            feats = vgg(resize(image, (72, round(image.shape[-1] * 72 / image.shape[-2]))))
-            grams[name] = {n: losses.gram_matrix(feats[n]) for n in defaults.STYLE_LAYERS}
+    grams = _painting_grams(vgg)
 
     for n in (1, 2):
         source = read_frame(floor_wall_shot / f"render_{n:04d}.exr")
