@@ -41,6 +41,10 @@ from .train import Model, load_model, trained_strength
 # norm's float copy. Rounded up from the layer widths (1080p: ~1.3 GB).
 NETWORK_BYTES_PER_PIXEL = 1024
 MAX_BATCH = 8  # frames per network pass; more gains little and delays the first write
+# Host memory per pixel of the frame that exact tiling keeps beside a tile's own (bytes):
+# the tiles' activations between the residual blocks' layers, the frame in and out.
+# Measured 95 (bench/tiling.py); without that much free it reruns the tiles instead.
+TILED_BYTES_PER_PIXEL = 128
 
 # Settings that only optimization reads: they do not change a network-stylized frame.
 _OPTIMIZE_ONLY = ("preset", "height", "first_iterations", "iterations", "content_weight",
@@ -206,6 +210,17 @@ def network_tile(settings: Settings, size: tuple[int, int], device: torch.device
     return tile
 
 
+def tile_statistics(size: tuple[int, int]) -> str:
+    """How tiling.stylize_tiled gathers the whole frame's statistics for (height, width)
+    frames: "exact", keeping the tiles' activations in host memory (TILED_BYTES_PER_PIXEL,
+    ~1/4 of the time), when 40% of the free host memory holds them; else "exact-rerun"
+    (the same statistics, rerunning the tiles from the input for each layer: memory of
+    one tile only)."""
+    free = available_bytes(torch.device("cpu"))
+    need = size[0] * size[1] * TILED_BYTES_PER_PIXEL
+    return "exact" if free is None or need <= 0.4 * free else "exact-rerun"
+
+
 class NetworkRun(SequenceRun):
     """`stylize --method network`: each frame through the trained network, in batches."""
 
@@ -282,7 +297,8 @@ class NetworkRun(SequenceRun):
     def network_pass(self, images: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
         """One pass of the network over N×3×H×W images with one mix: in tiles if needed."""
         if self.tile:
-            return stylize_tiled(self.model.network, images, mix, self.tile)
+            return stylize_tiled(self.model.network, images, mix, self.tile,
+                                 tile_statistics(self.size))
         return self.model.network(images, mix)
 
     def stylize_batch(self, images: torch.Tensor, masks: torch.Tensor | None = None,
@@ -388,7 +404,8 @@ class HybridRun(SequenceRun):
         cur = self.inputs(number)
         with torch.no_grad(), context:
             network = self.model.network if not self.tile else (
-                lambda images, mix: stylize_tiled(self.model.network, images, mix, self.tile))
+                lambda images, mix: stylize_tiled(self.model.network, images, mix, self.tile,
+                                                  tile_statistics(images.shape[-2:])))
             full = regional_output(network, cur.display, self.mix, self.region_mixes,
                                    cur.regions if self.settings.regions else None)
         amount = strength_amount(self.settings, number, self.trained_strength)

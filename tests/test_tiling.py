@@ -47,3 +47,36 @@ def test_the_add_on_says_when_frames_are_tiled():
     from addon import engine_client
     line = engine_client.describe_event({"event": "tiling", "tile": 512})
     assert line.startswith("frames too large for memory at once") and "tiles of 512 px" in line
+
+
+def test_memory_decides_whether_and_how_frames_are_tiled(monkeypatch):
+    """The decision from the free memory (patched: this machine cannot be made small):
+    whole frames when they fit, else the largest tiles that fit; the tiles' activations
+    kept in host memory when it holds them, else rerun; too little memory is refused."""
+    import pytest
+    from engine import network_run
+    from engine.defaults import Settings
+    from engine.errors import FlowstyleError
+    from engine.progress import Progress
+    config = NetworkConfig(1, (8, 16, 32), 1)  # receptive radius 28 px
+    free = {"bytes": 0}
+    monkeypatch.setattr(network_run, "available_bytes", lambda device: free["bytes"])
+
+    def tile(size, **settings):
+        return network_run.network_tile(Settings(**settings), size, torch.device("cpu"),
+                                        config, Progress("none"))
+
+    # A tile with its margins in half the free memory at 1 KB per pixel:
+    # floor(sqrt(free / 2 / 1024)) - 2 * 28, down to a multiple of 4.
+    free["bytes"] = 100 << 20
+    assert tile((72, 96)) == 0  # 7 MB fits
+    assert tile((72, 96), network_tile=40) == 40  # asked for
+    assert tile((1080, 1920)) == 168  # needs ~2 GB: 226 - 56 = 170 -> 168
+    free["bytes"] = 20 << 20
+    assert tile((512, 768)) == 44  # 101 - 56 = 45 -> 44
+    free["bytes"] = 4 << 20  # 45 - 56: no room for a tile's margins
+    with pytest.raises(FlowstyleError, match="even in tiles"):
+        tile((512, 768))
+    free["bytes"] = 1 << 30
+    assert network_run.tile_statistics((2160, 3840)) == "exact-rerun"  # 1 GB < 128 B/px
+    assert network_run.tile_statistics((1080, 1920)) == "exact"
