@@ -105,6 +105,9 @@ def main() -> None:
     p.add_argument("--tile", type=int, default=256)
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--crop", type=int, default=128)
+    p.add_argument("--modes", default=",".join(MODES),
+                   help="which of the statistics to run (whole is always run), e.g. exact,per-tile")
+    p.add_argument("--skip-bf16", action="store_true", help="skip the bfloat16 comparison")
     p.add_argument("--work", default="/tmp/flowstyle-bench-tiling")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
@@ -138,7 +141,8 @@ def main() -> None:
     # glibc: every buffer of 128 KB or more is its own mapping, returned when freed, so the
     # peak resident size is the peak of live tensors, not of the allocator's cached heap.
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": "131072"}
-    for mode in MODES:
+    modes = ["whole"] + [m for m in MODES if m != "whole" and m in args.modes.split(",")]
+    for mode in modes:
         out_path = os.path.join(w, f"out_{mode.replace(':', '_')}.pt")
         line = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", mode,
                                "--model", model, "--frame", frame_path, "--result", out_path,
@@ -150,7 +154,7 @@ def main() -> None:
     base = results["whole"]
     print(f"{'statistics':<14}{'max |diff|':>12}{'mean |diff|':>13}{'seam ratio':>12}"
           f"{'seconds':>10}{'x whole':>9}{'peak MB':>9}")
-    for mode in MODES:
+    for mode in modes:
         diff = (outputs[mode] - whole).abs()
         r = results[mode]
         print(f"{mode:<14}{float(diff.max()):>12.2e}{float(diff.mean()):>13.2e}"
@@ -160,13 +164,16 @@ def main() -> None:
     # a tile's convolutions round differently than the whole frame's; no seam should follow.
     from engine.tiling import stylize_tiled
     frame, mix = torch.load(frame_path), torch.ones(1)
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        whole_bf16 = network(frame, mix).float()
-        tiled_bf16 = stylize_tiled(network, frame, mix, args.tile)
-    diff = (tiled_bf16 - whole_bf16).abs()
-    print(f"\nbfloat16 autocast, exact tiles vs untiled: max |diff| {float(diff.max()):.2e}, mean "
-          f"{float(diff.mean()):.2e}; seam ratio {seam_ratio(tiled_bf16, args.tile):.4f} "
-          f"(untiled {seam_ratio(whole_bf16, args.tile):.4f})")
+    if not args.skip_bf16:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            whole_bf16 = network(frame, mix).float()
+            tiled_bf16 = stylize_tiled(network, frame, mix, args.tile)
+        diff = (tiled_bf16 - whole_bf16).abs()
+        print(f"\nbfloat16 autocast, exact tiles vs untiled: max |diff| {float(diff.max()):.2e}, "
+              f"mean {float(diff.mean()):.2e}; seam ratio {seam_ratio(tiled_bf16, args.tile):.4f} "
+              f"(untiled {seam_ratio(whole_bf16, args.tile):.4f})")
+    if not {"exact", "per-tile"} <= set(modes):
+        return
     pixels = args.width * args.height
     uhd = UHD[0] * UHD[1]
     per_pixel = base["peak_bytes"] / pixels
