@@ -184,6 +184,10 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--channels", dest="network_channels", type=_ints, metavar="C1,C2,C3",
                    help="widths of the network (default 32,64,128)")
     p.add_argument("--blocks", dest="network_blocks", type=int, help="residual blocks (default 5)")
+    p.add_argument("--network-style-scale", dest="network_style_scale", type=float,
+                   help="multiplies the style weight for the network (default %g; 1 = the "
+                        "optimizer's balance, which paints over small objects)"
+                        % Settings.network_style_scale)
     p.add_argument("--preview-every", dest="train_preview_every", type=int,
                    help="steps between previews of a held-out frame (default 100, 0 = none)")
     p.add_argument("--checkpoint-every", dest="train_checkpoint_every", type=int,
@@ -208,7 +212,7 @@ def _add_train(sub: Any) -> None:
 
 NETWORK_OPTIONS = ("method", "model", "style_mix", "train_steps", "train_crop", "train_batch",
                    "train_lr", "network_channels", "network_blocks", "train_preview_every",
-                   "train_checkpoint_every", "train_seed", "network_tile")
+                   "train_checkpoint_every", "train_seed", "network_tile", "network_style_scale")
 
 
 def _add_cluster(p: Any) -> None:

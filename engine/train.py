@@ -387,8 +387,10 @@ class Trainer:
         self.autocast = autocast_dtype(self.device, s.precision)
         self.vgg = VGGFeatures(list(defaults.CONTENT_LAYERS + defaults.STYLE_LAYERS), s.weights,
                                allow_download).to(self.device)
-        # One Stylizer per style: the engine's own losses, weights and Gram targets.
-        self.stylizers = [Stylizer(s, self.vgg, [(image, 1.0)], self.device)
+        # One Stylizer per style: the engine's own losses and Gram targets, and its weights
+        # but for the style's, scaled for a network (defaults.network_style_scale).
+        loss_settings = dataclasses.replace(s, style_weight=s.style_weight * s.network_style_scale)
+        self.stylizers = [Stylizer(loss_settings, self.vgg, [(image, 1.0)], self.device)
                           for image, _ in self.style_images]
         self.frames = ShotFrames(self.sequence, self.use_vectors, s.use_depth,
                                  colour_view(self.sequence, s, self.progress))
@@ -505,6 +507,7 @@ class Trainer:
         os.replace(tmp, path)
         loss = sum(w * terms[k] for k, w in (("content", self.settings.content_weight),
                                               ("style", self.settings.style_weight
+                                               * self.settings.network_style_scale
                                                * self.settings.style_strength)))
         self.progress.event("preview", f"step {step}: preview of frame {number} -> {path} "
                             f"(held-out content+style loss {loss:.4g})", step=step,

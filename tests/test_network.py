@@ -83,6 +83,22 @@ def test_training_lowers_the_loss_and_the_model_is_plain_data(trained, shot):
     assert json.loads(data["settings"])["train_crop"] == 48
 
 
+def test_the_network_style_scale_keeps_more_of_the_frame(trained, shot, tmp_path):
+    # Trained at the optimizer's balance (scale 1) a network paints over the frame's
+    # content (the demo shot's cube vanished); the default scale keeps more of it.
+    optimizers_balance = str(tmp_path / "scale_1.pt")
+    Trainer(str(shot), optimizers_balance, tiny_settings(network_style_scale=1.0)).run()
+    trainer = Trainer(str(shot), trained[1.0], tiny_settings())
+    fixed = trainer.batch(torch.Generator().manual_seed(123))
+    content = {}
+    for name, path in (("default", trained[1.0]), ("scale 1", optimizers_balance)):
+        _, terms = trainer.loss_terms(load_model(path).network, fixed.previous, fixed.current,
+                                      fixed.flow, fixed.mask, 0)
+        content[name] = terms["content"]
+    assert Settings().network_style_scale < 1
+    assert content["default"] < 0.9 * content["scale 1"], content
+
+
 def test_the_temporal_term_lowers_the_warping_error(trained, shot, tmp_path):
     errors = {}
     for strength, model in trained.items():
