@@ -272,7 +272,9 @@ def test_tiled_frames_equal_whole_ones_without_seams(trained, shot, tmp_path):
         per_tile = stylize_tiled(network, frame, mix, 32, statistics="per-tile")
     with pytest.raises(AssertionError):
         assert_same_as_whole(per_tile, whole, 32)
-    assert seam_ratio(per_tile, 32) > seam_ratio(whole, 32) + 0.1
+    # Its departure from the whole frame changes at tile borders, not smoothly: seams.
+    print("per-tile seam ratio of the difference", seam_ratio(per_tile - whole, 32))
+    assert seam_ratio(per_tile - whole, 32) > 1.5
 
 
 def test_stylize_with_tiles_writes_the_same_frames(trained, shot, tmp_path):
