@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import _thread
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -36,7 +37,15 @@ def parent_gone(parent: int) -> bool:
 
 def watch_parent(on_gone: Callable[[], None] = _thread.interrupt_main,
                  interval: float = POLL_SECONDS) -> threading.Thread:
-    """Start a daemon thread that calls `on_gone` once, when the parent process ends."""
+    """Start a daemon thread that calls `on_gone` once, when the parent process ends.
+
+    Call it from the main thread. interrupt_main does nothing while SIGINT is ignored, and
+    a process inherits an ignored SIGINT from a parent started in the background (`nohup`,
+    `cmd &` in a script): Python then keeps it ignored. Watching the parent is asking to be
+    interrupted, so SIGINT gets Python's own handler back (Ctrl-C works again too).
+    """
+    if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL, None):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     parent = os.getppid()
 
     def loop() -> None:

@@ -15,8 +15,10 @@ from conftest import ROOT, _env, png_frames
 from engine.lock import pid_alive
 
 PARENT = textwrap.dedent("""
-    import subprocess, sys, time
-    pid_file, log, cmd = sys.argv[1], sys.argv[2], sys.argv[3:]
+    import signal, subprocess, sys, time
+    ignore_sigint, pid_file, log, cmd = sys.argv[1] == "1", sys.argv[2], sys.argv[3], sys.argv[4:]
+    if ignore_sigint:  # as a shell does for a job started in the background (nohup, &)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     engine = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT)
     open(pid_file, "w").write(str(engine.pid))
     time.sleep(3600)
@@ -24,15 +26,17 @@ PARENT = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_killing_the_parent_stops_the_engine_within_seconds(tmp_path):
+@pytest.mark.parametrize("ignore_sigint", [False, True], ids=["sigint-default", "sigint-ignored"])
+def test_killing_the_parent_stops_the_engine_within_seconds(tmp_path, ignore_sigint):
+    # With SIGINT ignored (inherited from a background start) the engine used to run on.
     frames = png_frames(tmp_path / "frames", 200)
     out = tmp_path / "out"
     pid_file, log = tmp_path / "engine.pid", tmp_path / "engine.log"
     engine_cmd = [sys.executable, "-m", "engine", "stylize", str(frames), "--out", str(out),
                   "--height", "32", "--first-iterations", "20", "--iterations", "20",
                   "--progress", "lines", "--watch-parent"]
-    parent = subprocess.Popen([sys.executable, "-c", PARENT, str(pid_file), str(log),
-                               *engine_cmd], env=_env(), cwd=ROOT)
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, str(int(ignore_sigint)), str(pid_file),
+                               str(log), *engine_cmd], env=_env(), cwd=ROOT)
     engine_pid = None
     try:
         deadline = time.monotonic() + 180
