@@ -235,6 +235,13 @@ def fake_engine(root: str, **config: Any) -> str:
     return root
 
 
+def batch_args(folder: str, engine_root: str, *extra: str) -> list[str]:
+    """A `flowstyle stylize` batch command line: a style image made in `folder`, output
+    in folder/out, this Python and the (fake) engine at `engine_root`."""
+    return ["stylize", "--style", style_image(folder), "--out", os.path.join(folder, "out"),
+            "--python", sys.executable, "--engine-root", engine_root, *extra]
+
+
 def set_fake_config(root: str, **config: Any) -> None:
     with open(os.path.join(root, "engine", "fake_config.json"), "w") as fh:
         json.dump(config, fh)

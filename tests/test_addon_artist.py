@@ -10,7 +10,7 @@ import sys
 import OpenEXR
 import pytest
 
-from addon_helpers import fake_calls, fake_engine, new_scene, style_image
+from addon_helpers import batch_args, fake_calls, fake_engine, new_scene, style_image
 
 import bpy
 from addon import batch, compositor, per_object, settings
@@ -22,8 +22,7 @@ def engine_root(tmp_path: pathlib.Path) -> str:
 
 
 def _args(tmp_path: pathlib.Path, engine_root: str, *extra: str) -> list[str]:
-    return ["stylize", "--style", style_image(str(tmp_path)), "--out", str(tmp_path / "out"),
-            "--python", sys.executable, "--engine-root", engine_root, *extra]
+    return batch_args(str(tmp_path), engine_root, *extra)
 
 
 def test_a_region_from_the_selection_renders_object_index_and_reaches_the_job(
@@ -205,3 +204,23 @@ def test_preview_frame_operator_shows_render_and_stylized_without_touching_the_s
     assert tuple(bpy.data.images[preview_frame.IMAGE_NAME].size) == (128, 48)  # render | stylized
     assert os.path.isfile(os.path.join(preview_frame.scratch_dir(scene, 2), "preview_0002.exr"))
     assert not pathlib.Path(shot_out).exists()
+
+
+def test_removing_the_selected_style_or_region_keeps_a_valid_selection() -> None:
+    scene = new_scene()
+    props = settings.settings_of(scene)
+    for _ in range(3):
+        assert bpy.ops.flowstyle.style_add() == {"FINISHED"}
+    props.styles[0].path, props.styles[2].path = "/a.jpg", "/c.jpg"
+    props.active_style = 2  # the last one
+    assert bpy.ops.flowstyle.style_remove() == {"FINISHED"}
+    assert [s.path for s in props.styles][::2] == ["/a.jpg"] and len(props.styles) == 2
+    assert props.active_style == 1  # moved onto the new last entry
+    cube = next(o for o in scene.objects if o.type == "MESH")
+    bpy.ops.object.select_all(action="DESELECT")
+    cube.select_set(True)
+    assert bpy.ops.flowstyle.region_add(source="SELECTED") == {"FINISHED"}
+    props.active_region = 0
+    assert bpy.ops.flowstyle.region_remove() == {"FINISHED"}
+    assert len(props.regions) == 0 and props.active_region == 0
+    assert not bpy.ops.flowstyle.region_remove.poll()  # nothing left to remove

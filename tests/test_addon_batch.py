@@ -17,8 +17,8 @@ import time
 
 import pytest
 
-from addon_helpers import (fake_calls, fake_engine, new_scene, render_settings_snapshot,
-                           set_fake_config, style_image)
+from addon_helpers import (batch_args, fake_calls, fake_engine, new_scene,
+                           render_settings_snapshot, set_fake_config, style_image)
 
 import bpy
 from addon import batch, compositor, pipeline
@@ -30,8 +30,7 @@ def engine_root(tmp_path: pathlib.Path) -> str:
 
 
 def _args(tmp_path: pathlib.Path, engine_root: str, *extra: str) -> list[str]:
-    return ["stylize", "--style", style_image(str(tmp_path)), "--out", str(tmp_path / "out"),
-            "--python", sys.executable, "--engine-root", engine_root, *extra]
+    return batch_args(str(tmp_path), engine_root, *extra)
 
 
 def test_good_run_renders_stylizes_wires_and_restores(
