@@ -299,9 +299,7 @@ class FLOWSTYLE_OT_style_remove(bpy.types.Operator):
         return context.scene is not None and len(settings.settings_of(context.scene).styles) > 0
 
     def execute(self, context: bpy.types.Context) -> OperatorResult:
-        prefs = settings.settings_of(context_scene(context))
-        prefs.styles.remove(prefs.active_style)
-        prefs.active_style = max(0, min(prefs.active_style, len(prefs.styles) - 1))
+        settings.remove_active(settings.settings_of(context_scene(context)), "styles", "active_style")
         return {"FINISHED"}
 
 

@@ -84,9 +84,7 @@ class FLOWSTYLE_OT_region_remove(bpy.types.Operator):
         return context.scene is not None and len(settings.settings_of(context.scene).regions) > 0
 
     def execute(self, context: bpy.types.Context) -> OperatorResult:
-        props = settings.settings_of(context_scene(context))
-        props.regions.remove(props.active_region)
-        props.active_region = max(0, min(props.active_region, len(props.regions) - 1))
+        settings.remove_active(settings.settings_of(context_scene(context)), "regions", "active_region")
         return {"FINISHED"}
 
 

@@ -161,6 +161,14 @@ _RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
              *(f"LPT{i}" for i in range(1, 10))}
 
 
+def remove_active(props: FlowstyleSettings, items: str, active: str) -> None:
+    """Remove the selected entry of the list `items` (e.g. "styles") whose selection is
+    the index `active` (e.g. "active_style"), keeping a valid entry selected."""
+    collection = getattr(props, items)
+    collection.remove(getattr(props, active))
+    setattr(props, active, max(0, min(getattr(props, active), len(collection) - 1)))
+
+
 def safe_name(name: str) -> str:
     """`name` (a scene or file name) as one folder name that works on every filesystem.
 
