@@ -31,6 +31,12 @@ STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "re
 # 2.2); reflect alone 1.10-1.22; with the 16 px canvas 0.88 (docs/tuning.md).
 VGG_PADDING = "reflect"
 CANVAS_MARGIN = 16
+# The trained network's frame edges: it runs on the frame mirrored this many px past each
+# edge and the margin is cropped off (network.run_with_margin). Without it the outer
+# 6-8 px came out as a dark band (bottom rows at 0.20-0.33 against 0.43 inside, demo
+# shot); reflection padding inside every layer does not stop it. 16 px: the band is gone
+# (bench/network.py's edge band row), for 3% more pixels at 1080p.
+NETWORK_MARGIN = 16
 
 # Ruder et al. 2016, eq. (7) and (8): thresholds of the reliability mask, in pixels².
 CONSISTENCY_RELATIVE = 0.01  # |w̃ + ŵ|² > 0.01 (|w̃|² + |ŵ|²) + 0.5 marks a disocclusion

@@ -17,6 +17,10 @@ Two defects the warping error cannot see are measured directly:
   mistaken for one that leaves trails.
 * edge score: how much the outer rows and columns differ from their inner neighbours,
   relative to the same statistic inside the frame. A bright rim scores well above 1.
+* edge band: the same question for tone a few pixels deep: how far the mean of the outer
+  8 rows (columns) is from the mean of the next 8, relative to neighbouring 8-px bands
+  inside. A dark or bright band along an edge, wider than the rim the edge score sees,
+  scores well above 1.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ GHOST_MIN_PIXELS = 0.002  # a pair counts for the ghost ratio when at least this
 GHOST_MATCH_NEIGHBOURS = 64  # reliable pixels of nearest edginess per uncovered pixel
 GHOST_EDGE_WINDOW = 9  # px: the neighbourhood edginess is measured over
 EDGE_BAND = 3  # outer rows/columns the edge score looks at (zero padding spoils 1-3 px)
+TONE_BAND = 8  # px: the bands edge_band compares (the network's edge band was 6-8 px deep)
 
 
 def colour_map_residual(source: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -153,6 +158,27 @@ def edge_score(image: torch.Tensor, band: int = EDGE_BAND) -> float:
     interior = torch.cat([rows[..., b:h - 1 - b, b:w - b].flatten(),
                           cols[..., b:h - b, b:w - 1 - b].flatten()])
     return float(border.mean() / interior.mean().clamp_min(1e-8))
+def edge_band(image: torch.Tensor, band: int = TONE_BAND) -> float:
+    """How unlike its inner neighbour the frame's outer band is in tone (about 1: clean).
+
+    image: N×C×H×W (any units). Rows are averaged across the frame (columns down it) into
+    a profile; for each side, the mean of the outer `band` rows (columns) is compared with
+    the mean of the next `band`: the absolute difference, per channel. Interior: the same
+    difference for every pair of neighbouring bands not touching the outer one. Returns
+    border / interior.
+    """
+    h, w = image.shape[-2:]
+    if min(h, w) < 4 * band:
+        raise ValueError(f"image {w}x{h} is too small for tone bands of {band} px")
+    border, interior = [], []
+    for profile in (image.mean(dim=-1), image.mean(dim=-2)):  # N×C×H rows, N×C×W columns
+        means = torch.nn.functional.avg_pool1d(profile.double(), band, stride=1)
+        diff = (means[..., :-band] - means[..., band:]).abs()  # bands [i, i+b) vs [i+b, i+2b)
+        border += [diff[..., 0].flatten(), diff[..., -1].flatten()]
+        interior.append(diff[..., band:diff.shape[-1] - band].flatten())
+    return float(torch.cat(border).mean() / torch.cat(interior).mean().clamp_min(1e-8))
+
+
 def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
@@ -194,6 +220,8 @@ def evaluate(input_path: str, out_dir: str, height: int | None = None, device: s
     size = working_size(sequence.height, sequence.width,
                         settings.height if height is None else height)
     per_pair, input_pair, ghosts, edges, input_edges = [], [], [], [], []
+    bands: list[float] = []
+    input_bands: list[float] = []
     ghosts_matched: list = []
     small_pairs = []  # (input, output) at the working size, for the VGG losses below
     prev = None
@@ -209,6 +237,9 @@ def evaluate(input_path: str, out_dir: str, height: int | None = None, device: s
         small_pairs.append((resize(in_display, size), resize(out_display, size)))
         edges.append(edge_score(out_display))
         input_edges.append(edge_score(in_display))
+        if min(in_display.shape[-2:]) >= 4 * TONE_BAND:
+            bands.append(edge_band(out_display))
+            input_bands.append(edge_band(in_display))
         current = (n, frame, in_display, out_display, has_alpha)
         if prev is not None and prev[0] == n - 1:
             _, pframe, pin, pout, _ = prev
@@ -252,6 +283,10 @@ def evaluate(input_path: str, out_dir: str, height: int | None = None, device: s
         },
         # Outer rows/columns vs the interior (≤ 1: clean frame edges).
         "edge_score": {"output": float(np.mean(edges)), "input": float(np.mean(input_edges))},
+        # Outer 8-px bands' tone vs neighbouring bands inside (about the input's: no dark
+        # or bright band along the edges); None for frames under 32 px.
+        "edge_band": {"output": float(np.mean(bands)) if bands else None,
+                      "input": float(np.mean(input_bands)) if input_bands else None},
     }
     if perceptual:
         report.update(perceptual_losses(small_pairs, settings, dev))

@@ -19,11 +19,13 @@ the test shot (64-px crops, 120 steps), that network stayed near its content —
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .defaults import NETWORK_MARGIN
 
 # F.instance_norm's epsilon: statistics fixed from outside (tiling.py) normalize as it does.
 NORM_EPS = 1e-5
@@ -156,6 +158,23 @@ class StyleNetwork(nn.Module):
         return torch.sigmoid(self.out(x)[:, :, :h, :w].float()).to(image.dtype)
 
 
+def run_with_margin(network: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                    images: torch.Tensor, mix: torch.Tensor, margin: int = NETWORK_MARGIN) -> torch.Tensor:
+    """`network(images, mix)` run on the images mirrored `margin` px past each edge, with
+    the margin cropped off: the frame's edges come out like its interior.
+
+    network: a pass (StyleNetwork, or tiling.stylize_tiled with its arguments bound);
+    images: N×3×H×W display [0, 1]. Returns N×3×H×W. The margin shrinks to fit frames
+    smaller than it (reflection needs margin < H, W).
+    """
+    h, w = images.shape[-2:]
+    m = min(margin, h - 1, w - 1)
+    if m <= 0:
+        return network(images, mix)
+    padded = F.pad(images, (m, m, m, m), mode="reflect")
+    return network(padded, mix)[..., m:m + h, m:m + w]
+
+
 def style_mix(weights: list[float] | tuple[float, ...], styles: int) -> torch.Tensor:
     """Style weights -> an S-vector summing to 1 (Dumoulin's convex combination).
 
@@ -192,5 +211,5 @@ def flops_per_pixel(config: NetworkConfig) -> float:
     return float(sum(2 * ci * co * k * k * frac for ci, co, k, frac in layers))
 
 
-__all__ = ["NetworkConfig", "StyleNetwork", "style_mix", "one_hot", "parameter_count",
+__all__ = ["NetworkConfig", "StyleNetwork", "run_with_margin", "style_mix", "one_hot", "parameter_count",
            "flops_per_pixel"]

@@ -29,7 +29,7 @@ from .digests import source_digest
 from .defaults import MIN_NETWORK_TILE, Settings, StyleImage
 from .errors import FlowstyleError
 from .frames import open_sequence
-from .network import NetworkConfig, style_mix
+from .network import NetworkConfig, StyleNetwork, run_with_margin, style_mix
 from .progress import Progress
 from .run import SequenceRun, check_writable, load_region_styles, load_style_images
 from .stylize import FrameStats, TemporalTerm, autocast_dtype, available_bytes, resize, resolve_device
@@ -210,6 +210,17 @@ def network_tile(settings: Settings, size: tuple[int, int], device: torch.device
     return tile
 
 
+def network_pass(network: StyleNetwork, images: torch.Tensor, mix: torch.Tensor,
+                 tile: int) -> torch.Tensor:
+    """One pass of the network over N×3×H×W images with one mix: with the mirrored margin
+    that keeps the frame's edges clean (network.run_with_margin), in tiles of `tile` px
+    when tile > 0 (tiling.py; the same pixels)."""
+    if not tile:
+        return run_with_margin(network, images, mix)
+    statistics = tile_statistics(images.shape[-2:])
+    return run_with_margin(lambda x, m: stylize_tiled(network, x, m, tile, statistics), images, mix)
+
+
 def tile_statistics(size: tuple[int, int]) -> str:
     """How tiling.stylize_tiled gathers the whole frame's statistics for (height, width)
     frames: "exact", keeping the tiles' activations in host memory (TILED_BYTES_PER_PIXEL,
@@ -295,11 +306,10 @@ class NetworkRun(SequenceRun):
         return hashlib.sha256(f"{self.fingerprint}:{amount!r}".encode()).hexdigest()[:16]
 
     def network_pass(self, images: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
-        """One pass of the network over N×3×H×W images with one mix: in tiles if needed."""
-        if self.tile:
-            return stylize_tiled(self.model.network, images, mix, self.tile,
-                                 tile_statistics(self.size))
-        return self.model.network(images, mix)
+        """One pass of the network over N×3×H×W images with one mix, with the mirrored
+        margin that keeps the frame's edges clean (network.run_with_margin): in tiles if
+        needed."""
+        return network_pass(self.model.network, images, mix, self.tile)
 
     def stylize_batch(self, images: torch.Tensor, masks: torch.Tensor | None = None,
                       amounts: list[float] | None = None) -> torch.Tensor:
@@ -403,9 +413,8 @@ class HybridRun(SequenceRun):
                    else contextlib.nullcontext())
         cur = self.inputs(number)
         with torch.no_grad(), context:
-            network = self.model.network if not self.tile else (
-                lambda images, mix: stylize_tiled(self.model.network, images, mix, self.tile,
-                                                  tile_statistics(images.shape[-2:])))
+            def network(images: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
+                return network_pass(self.model.network, images, mix, self.tile)
             full = regional_output(network, cur.display, self.mix, self.region_mixes,
                                    cur.regions if self.settings.regions else None)
         amount = strength_amount(self.settings, number, self.trained_strength)

@@ -14,7 +14,7 @@ import torch
 
 from conftest import FAST, render_shot, run_engine
 from engine import flow
-from engine.evaluate import edge_score, ghost_ratio, ghost_ratio_matched
+from engine.evaluate import edge_band, edge_score, ghost_ratio, ghost_ratio_matched
 
 
 def _texture(h: int = 48, w: int = 64, seed: int = 0) -> torch.Tensor:
@@ -75,6 +75,15 @@ def test_edge_score_flags_a_bright_rim_and_passes_a_clean_frame():
     rim[..., 0, :] = rim[..., -1, :] = 1.0
     rim[..., :, 0] = rim[..., :, -1] = 1.0  # a 1-px bright rim on all four sides
     assert edge_score(rim) > 1.5
+
+
+def test_edge_band_flags_a_dark_band_the_edge_score_misses():
+    image = _texture(seed=2)
+    assert edge_band(image) < 1.0
+    band = image.clone()
+    band[..., -7:-1, :] *= 0.6  # darker 6 px above the bottom row, as the bare network paints
+    assert edge_band(band) > 1.8 * edge_band(image)  # one side of four: 0.71 -> 1.44
+    assert edge_score(band) < 1.2  # the outer 3 px alone do not show it
 
 
 # -- on real renders -------------------------------------------------------------------
