@@ -296,9 +296,7 @@ def stylize_tiled(network: StyleNetwork, images: torch.Tensor, mix: torch.Tensor
     seams, for comparison only). margin: px around each core (default: the receptive
     radius). Returns N×3×H×W in (0, 1), float32. Call under torch.no_grad().
     """
-    n, _, h, w = images.shape
-    if mix.dim() == 1:
-        mix = mix[None].expand(n, -1)
+    h, w = images.shape[-2:]
     mix = mix.to(images.device, torch.float32)
     padded = _pad4(images)
     margin = receptive_radius(network.config) if margin is None else margin
