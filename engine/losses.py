@@ -23,6 +23,9 @@ class _Gram(torch.autograd.Function):
         n, c, h, w = features.shape
         ctx.save_for_backward(features)  # the activation itself: no float32 copy is kept
         with torch.autocast(features.device.type, enabled=False):
+            if _pixels_by_channels(features):  # F as N×HW×C: G = FᵀF
+                f = features.permute(0, 2, 3, 1).reshape(n, h * w, c).float()
+                return f.transpose(1, 2) @ f / (c * h * w)
             f = features.reshape(n, c, h * w).float()
             return f @ f.transpose(1, 2) / (c * h * w)
 
@@ -32,7 +35,16 @@ class _Gram(torch.autograd.Function):
         n, c, h, w = features.shape
         symmetric = ((grad + grad.transpose(1, 2)) / (c * h * w)).to(features.dtype)
         with torch.autocast(features.device.type, enabled=False):
+            if _pixels_by_channels(features):
+                f = features.permute(0, 2, 3, 1).reshape(n, h * w, c)
+                return (f @ symmetric).reshape(n, h, w, c).permute(0, 3, 1, 2)
             return (symmetric @ features.reshape(n, c, h * w)).reshape(n, c, h, w)
+
+
+def _pixels_by_channels(features: torch.Tensor) -> bool:
+    """True when N×C×H×W `features` are channels_last in memory (the VGG's, vgg.py): read
+    as N×HW×C they need no copy, where N×C×HW would."""
+    return not features.is_contiguous() and features.is_contiguous(memory_format=torch.channels_last)
 
 
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:

@@ -64,14 +64,20 @@ CONV_INDICES = [i for name, i in LAYER_INDEX.items() if name.startswith("conv")]
 class _Conv3x3(nn.Conv2d):
     """A 3×3 convolution whose reflection padding falls back to replicating the edge on
     maps of a single row or column (reflection needs two; relu5_1 of a frame under 32 px
-    is 1 px high), so tiny frames and coarse pyramid levels still run."""
+    is 1 px high), so tiny frames and coarse pyramid levels still run.
+
+    The padding runs in the activation's own dtype: autocast would run reflection padding
+    in float32 on the CPU (its float32 list), doubling the map's bytes only for the
+    convolution to cast it straight back; padding only copies pixels, exact in any dtype."""
 
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor,
                       bias: torch.Tensor | None) -> torch.Tensor:
-        if self.padding_mode == "reflect" and min(input.shape[-2:]) < 2:
-            padded = F.pad(input, self._reversed_padding_repeated_twice, mode="replicate")
-            return F.conv2d(padded, weight, bias, self.stride, 0, self.dilation, self.groups)
-        return super()._conv_forward(input, weight, bias)
+        if self.padding_mode == "zeros":
+            return super()._conv_forward(input, weight, bias)
+        mode = "replicate" if self.padding_mode == "reflect" and min(input.shape[-2:]) < 2 else self.padding_mode
+        with torch.autocast(input.device.type, enabled=False):
+            padded = F.pad(input, self._reversed_padding_repeated_twice, mode=mode)
+        return F.conv2d(padded, weight, bias, self.stride, 0, self.dilation, self.groups)
 
 
 def vgg19_features(last_index: int, padding: str = defaults.VGG_PADDING) -> nn.Sequential:
@@ -226,7 +232,11 @@ class VGGFeatures(nn.Module):
         return (image - self.mean) * self.scale
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = self.preprocess(image)
+        # channels_last (N×H×W×C in memory): oneDNN's convolutions compute in it, so an
+        # N×C×H×W map costs a reorder in and out of every convolution and its backward.
+        # The returned activations are channels_last too (losses.gram_matrix reads them
+        # without a copy).
+        x = self.preprocess(image).contiguous(memory_format=torch.channels_last)
         out = {}
         for index, layer in enumerate(self.features):
             x = layer(x)
