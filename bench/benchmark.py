@@ -615,7 +615,8 @@ class RecomputingGramsStylizer(Stylizer):
         if not isinstance(cache, dict):
             raise BenchmarkError("Stylizer no longer caches Grams in `_grams`: update this lever")
         cache.clear()
-        fresh = self.style_grams((image.shape[-2], image.shape[-1]))
+        # The same targets the engine uses: the canvas's size and the frame's share of it.
+        fresh = self.style_grams((image.shape[-2], image.shape[-1]), self._frame_fraction)
         return super().losses(image, content_features, fresh, temporal)
 
 
