@@ -2,7 +2,8 @@
 
 Warping error (Lai et al. 2018): for each pair of consecutive frames,
     E = Σ M·(O_t − warp(O_{t−1}))² / Σ M     over pixels and channels,
-in display space [0, 1], with M the reliability mask of the true motion (the Vector
+in display space [0, 1] through the run's own view (its recorded colour settings: what
+the artist sees, and what the style was fitted in), with M the reliability mask of the true motion (the Vector
 pass) times "has alpha". The same number for the input render is its noise floor
 (sampling noise, shading changes): a stable stylization comes close to it.
 
@@ -40,13 +41,13 @@ from .check import open_device
 from .estimated_flow import estimate_flow
 from .frames import open_sequence
 from .pairs import matched_frames
-from .run import ATTR_SETTINGS, load_style_images, output_path, working_size
+from .run import ATTR_SETTINGS, colour_view, load_style_images, output_path, working_size
 from .stylize import Stylizer, resize
 from .vgg import VGGFeatures
 
 
-def _display(rgba: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    display, alpha, _ = colour.to_display(rgba)
+def _display(rgba: np.ndarray, view: colour.View = colour.DEFAULT_VIEW) -> tuple[torch.Tensor, torch.Tensor]:
+    display, alpha, _ = colour.to_display(rgba, view)
     return (torch.from_numpy(display).permute(2, 0, 1)[None],
             torch.from_numpy((alpha > 0).astype(np.float32)).permute(2, 0, 1)[None])
 
@@ -216,6 +217,7 @@ def evaluate(input_path: str, out_dir: str, height: int | None = None, device: s
     settings = settings.resolved()
     use_vectors = sequence.has_vectors
     dev = open_device(device)
+    view = measuring_view(sequence, settings, warn)
 
     size = working_size(sequence.height, sequence.width,
                         settings.height if height is None else height)
@@ -232,8 +234,8 @@ def evaluate(input_path: str, out_dir: str, height: int | None = None, device: s
             raise FlowstyleError(f"{output_path(out_dir, n)}: output is {out_rgba.shape[1]}x"
                                  f"{out_rgba.shape[0]}, input frame {n} is {frame.rgba.shape[1]}x"
                                  f"{frame.rgba.shape[0]}: not the output of this input.")
-        in_display, has_alpha = _display(frame.rgba)
-        out_display, _ = _display(out_rgba)
+        in_display, has_alpha = _display(frame.rgba, view)
+        out_display, _ = _display(out_rgba, view)
         small_pairs.append((resize(in_display, size), resize(out_display, size)))
         edges.append(edge_score(out_display))
         input_edges.append(edge_score(in_display))
@@ -265,6 +267,7 @@ def evaluate(input_path: str, out_dir: str, height: int | None = None, device: s
     report: dict = {
         "input": input_path, "output": os.path.abspath(out_dir), "frames": len(numbers),
         "pairs": len(per_pair), "flow": "vectors" if use_vectors else "estimated",
+        "view": view.description,  # what every measure below sees the frames through
         "warping_error": {
             "output": float(np.mean(per_pair)) if per_pair else None,
             "input": float(np.mean(input_pair)) if input_pair else None,
@@ -291,6 +294,17 @@ def evaluate(input_path: str, out_dir: str, height: int | None = None, device: s
     if perceptual:
         report.update(perceptual_losses(small_pairs, settings, dev))
     return report
+
+
+def measuring_view(sequence, settings: Settings, warn: Callable[[str], None]) -> colour.View:
+    """The view the run stylized through (its recorded colour settings): the pictures the
+    artist judges, and the ones the style was fitted in. The sRGB curve, said via `warn`,
+    when that view cannot be rebuilt here (a config on another machine)."""
+    try:
+        return colour_view(sequence, settings, warn)
+    except FlowstyleError as exc:
+        warn(f"{exc} Measuring through the sRGB curve instead.")
+        return colour.srgb_view(settings.exposure, settings.gamma)
 
 
 def perceptual_losses(pairs: list[tuple[torch.Tensor, torch.Tensor]], settings: Settings,

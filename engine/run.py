@@ -16,6 +16,7 @@ import os
 import re
 import time
 import dataclasses
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -195,20 +196,21 @@ def check_memory(size: tuple[int, int], device: torch.device, precision: str) ->
                          + advice)
 
 
-def colour_view(sequence: Sequence, s: Settings, progress: Progress) -> colour.View:
+def colour_view(sequence: Sequence, s: Settings, warn: Callable[[str], None]) -> colour.View:
     """The view chain VGG sees a sequence through (colour.py). EXRs are scene-linear in the
     scene's working space; PNG/JPG/video frames are sRGB display pictures already, so for
-    them the sRGB curve gives back exactly what is in the file."""
+    them the sRGB curve gives back exactly what is in the file. warn: says what is not
+    used or replaced (Progress.warning)."""
     if not isinstance(sequence, ExrSequence):
         if (s.working_space, s.display, s.view, s.look) != ("Linear Rec.709", "sRGB",
                                                              "Standard", "None"):
-            progress.warning(f"{sequence.description}: images and video are display pictures "
+            warn(f"{sequence.description}: images and video are display pictures "
                              "already; the colour settings for scene-linear EXRs (working "
                              "space, view, look) are not used.")
         return colour.srgb_view(s.exposure, s.gamma)
     try:
         return colour.make_view(s.working_space, s.display, s.view, s.look, s.exposure,
-                                s.gamma, s.ocio_config, progress.warning)
+                                s.gamma, s.ocio_config, warn)
     except ValueError as exc:
         raise FlowstyleError(f"colour management: {exc}.") from exc
 
@@ -290,7 +292,7 @@ class SequenceRun:
     # -- reading -----------------------------------------------------------------------
     def colour_view(self) -> colour.View:
         """The view chain VGG sees this run's frames through (`colour_view`)."""
-        return colour_view(self.sequence, self.settings, self.progress)
+        return colour_view(self.sequence, self.settings, self.progress.warning)
 
     def inputs(self, number: int) -> _Inputs:
         if number not in self._inputs:

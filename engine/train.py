@@ -393,7 +393,7 @@ class Trainer:
         self.stylizers = [Stylizer(loss_settings, self.vgg, [(image, 1.0)], self.device)
                           for image, _ in self.style_images]
         self.frames = ShotFrames(self.sequence, self.use_vectors, s.use_depth,
-                                 colour_view(self.sequence, s, self.progress))
+                                 colour_view(self.sequence, s, self.progress.warning))
         numbers = self.sequence.numbers
         self.held_out = numbers[-1] if len(numbers) >= 4 else None
         trained = [n for n in numbers if n != self.held_out]

@@ -337,3 +337,21 @@ def test_a_keyframed_strength_of_zero_gives_that_frame_back_unoptimized(tmp_path
 def torch_equal(a, b) -> bool:
     import torch
     return bool(torch.equal(a, b))
+
+
+def test_evaluate_measures_through_the_runs_own_view(shot, tmp_path):
+    """evaluate sees the frames as the run did (its recorded view): a run at +4 stops,
+    where most of the picture clips to white, has a far smaller flicker floor than the
+    same frames at 0 stops. Measured through a fixed sRGB curve both would be equal."""
+    from engine.evaluate import evaluate
+    floors, views = {}, {}
+    for stops in ("0", "4"):
+        out = tmp_path / f"exposure{stops}"
+        run_engine("stylize", str(shot), "--out", str(out), "--style", str(STYLE), "--frames", "1:3",
+                   "--style-strength", "0", "--height", "24", "--first-iterations", "1",
+                   "--iterations", "1", "--progress", "none", "--ocio-config", blender_config(),
+                   "--exposure", stops)
+        report = evaluate(str(shot), str(out), perceptual=False)
+        floors[stops], views[stops] = report["warping_error"]["input"], report["view"]
+    assert "exposure 4" in views["4"] and "exposure" not in views["0"], views
+    assert floors["4"] < 0.5 * floors["0"], floors
