@@ -446,8 +446,11 @@ class HybridRun(SequenceRun):
             init = self.initial_image(content, terms, backward_1)
             return self.stylizer.stylize(content, init, terms, s.iterations, pyramid=False,
                                          masks=masks)
-        # Already stylized: no coarse-to-fine climb, a third of a cold start's budget.
-        return self.stylizer.stylize(content, self._network, [], max(1, s.first_iterations // 3),
+        # Already stylized: no coarse-to-fine climb, and a third of what optimize's cold start
+        # spends over all its levels. From the network's output that reaches optimize's
+        # final loss within 2.4% (bench/network.py); the first frame seeds every later one.
+        budget = self.stylizer.cold_start_iterations(self.size, s.first_iterations) // 3
+        return self.stylizer.stylize(content, self._network, [], max(1, budget),
                                      pyramid=False, masks=masks)
 
 

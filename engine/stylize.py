@@ -293,6 +293,14 @@ class Stylizer:
                     blended[name] = blended[name] + g if name in blended else g
         return blended
 
+    def cold_start_iterations(self, size: tuple[int, int], iterations: int) -> int:
+        """What a cold start (`stylize` with pyramid=True) of a (height, width) frame
+        spends at most: `iterations` on every pyramid level of its canvas."""
+        margin = min(defaults.CANVAS_MARGIN, size[0] - 1, size[1] - 1)
+        canvas = (size[0] + 2 * margin, size[1] + 2 * margin)
+        s = self.settings
+        return iterations * len(pyramid_sizes(canvas, s.pyramid_levels, s.min_level_height))
+
     def stylize(self, content: torch.Tensor, init: torch.Tensor, temporal: list[TemporalTerm],
                 iterations: int, pyramid: bool,
                 masks: torch.Tensor | None = None) -> tuple[torch.Tensor, FrameStats]:

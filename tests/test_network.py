@@ -208,12 +208,21 @@ def test_training_on_footage_without_vectors_uses_estimated_flow(shot, tmp_path)
 
 def test_hybrid_starts_from_the_network_where_there_is_no_history(trained, shot, tmp_path):
     from engine.network_run import HybridRun
+    from engine.run import SequenceRun
     from engine.stylize import resize
     settings = Settings(method="hybrid", model=trained[1.0], height=72, first_iterations=6,
                         iterations=3)
     run = HybridRun(str(shot), str(tmp_path / "direct"), settings)
     first, stats = run.stylize_frame(1)
     assert stats.iterations <= 2  # a third of a cold start's budget, no pyramid
+    # A third of what optimize's cold start spends over all its levels (3 here).
+    climb = dict(height=72, first_iterations=6, min_level_height=16, early_stop=0)
+    cold = SequenceRun(str(shot), str(tmp_path / "optimize"), Settings(
+        styles=[StyleImage(str(STYLE))], **climb)).stylize_frame(1)[1]
+    warm = HybridRun(str(shot), str(tmp_path / "climb"), Settings(
+        method="hybrid", model=trained[1.0], **climb)).stylize_frame(1)[1]
+    assert len(cold.levels) == 3 and len(warm.levels) == 1
+    assert warm.iterations == cold.iterations // 3 == 6
     run.results[1] = first
     terms, backward_1 = run.temporal_terms(2)
     content = resize(run.inputs(2).display, run.size)
