@@ -70,14 +70,33 @@ class _Conv3x3(nn.Conv2d):
     in float32 on the CPU (its float32 list), doubling the map's bytes only for the
     convolution to cast it straight back; padding only copies pixels, exact in any dtype."""
 
+    _cast: tuple[tuple, torch.Tensor, torch.Tensor | None] | None = None
+
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor,
                       bias: torch.Tensor | None) -> torch.Tensor:
+        weight, bias = self._frozen_weights(weight, bias, input.device.type)
         if self.padding_mode == "zeros":
             return super()._conv_forward(input, weight, bias)
         mode = "replicate" if self.padding_mode == "reflect" and min(input.shape[-2:]) < 2 else self.padding_mode
         with torch.autocast(input.device.type, enabled=False):
             padded = F.pad(input, self._reversed_padding_repeated_twice, mode=mode)
         return F.conv2d(padded, weight, bias, self.stride, 0, self.dilation, self.groups)
+
+    def _frozen_weights(self, weight: torch.Tensor, bias: torch.Tensor | None,
+                        device_type: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The frozen weights as the convolution wants them, made once and kept: in
+        autocast's dtype (autocast keeps the casts of trainable weights only, and cast
+        these again at every call) and channels_last (oneDNN reorders N×C×H×W weights to
+        it in every forward and backward). Measured: 75 ms of a ~1 s training step."""
+        if weight.requires_grad:
+            return weight, bias
+        dtype = (torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type)
+                 else weight.dtype)
+        key = (dtype, weight.device, weight.data_ptr(), weight._version)
+        if self._cast is None or self._cast[0] != key:
+            self._cast = (key, weight.to(dtype).contiguous(memory_format=torch.channels_last),
+                          None if bias is None else bias.to(dtype))
+        return self._cast[1], self._cast[2]
 
 
 def vgg19_features(last_index: int, padding: str = defaults.VGG_PADDING) -> nn.Sequential:
