@@ -34,8 +34,8 @@ CANVAS_MARGIN = 16
 # The trained network's frame edges: it runs on the frame mirrored this many px past each
 # edge and the margin is cropped off (network.run_with_margin). Without it the outer
 # 6-8 px came out as a dark band (bottom rows at 0.20-0.33 against 0.43 inside, demo
-# shot); reflection padding inside every layer does not stop it. 16 px: the band is gone
-# (bench/network.py's edge band row), for 3% more pixels at 1080p.
+# shot); reflection padding inside every layer does not stop it. 16 px: evaluate's edge
+# band 1.65 -> 0.93 (optimize's 0.94), for 3% more pixels at 1080p (docs/tuning.md).
 NETWORK_MARGIN = 16
 
 # Ruder et al. 2016, eq. (7) and (8): thresholds of the reliability mask, in pixels².
