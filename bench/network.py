@@ -181,6 +181,8 @@ def main() -> None:
         matched = (e.get("ghost_ratio") or {}).get("edge_matched")
         rows.append((f"{name}: ghost ratio", "evaluate (about 1: no trail; target <= 1.1)",
                      "n/a" if ghost is None else f"{ghost:.2f} (edge-matched {matched:.2f})"))
+        rows.append((f"{name}: edge band", f"evaluate (render {e['edge_band']['input']:.2f}; about 1: clean)",
+                     f"{e['edge_band']['output']:.2f}"))
     rows.append(("network / optimize style loss", "target <= 1.5",
                  f"{e_net['style_loss'] / e_opt['style_loss']:.2f}"))
 
