@@ -85,6 +85,10 @@ def instance_norm(x: torch.Tensor, gamma: torch.Tensor | None = None,
     constant is taken off a channel): then the one-pass variance is exact to float32
     rounding whatever the mean (measured: 1e-6 up to a mean of 1000 standard deviations).
     """
+    if x.device.type != "cpu" and x.dtype != torch.float32:
+        # Only the CPU's group norm takes a half-type x with float32 γ, β: elsewhere
+        # normalize a float32 copy (CUDA's autocast runs group norm in float32 anyway).
+        return instance_norm(x.float(), gamma, beta).to(x.dtype)
     channels = x.shape[1]
     if x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last):
         return F.group_norm(x, channels, gamma, beta, NORM_EPS)
