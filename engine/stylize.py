@@ -246,12 +246,13 @@ class Stylizer:
         # state: a resumed run restores it, or its frames would differ from an unbroken run.
         self.scales: dict[tuple[int, int], float] = {}
 
-    def features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        """VGG activations of a display-space image, in the run's precision (autocast)."""
+    def features(self, image: torch.Tensor, layers: tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
+        """VGG activations of a display-space image, in the run's precision (autocast).
+        layers: only these (the pass stops at the deepest); default: all the losses use."""
         context = (torch.autocast(self.device.type, dtype=self.autocast) if self.autocast
                    else contextlib.nullcontext())
         with context:
-            return self.vgg(image)
+            return self.vgg(image, layers)
 
     def style_grams(self, size: tuple[int, int], frame_fraction: float = 1.0) -> dict[str, torch.Tensor]:
         """Blended target Grams for images of `size` (cached per size).
@@ -389,7 +390,7 @@ class Stylizer:
                   iterations: int) -> tuple[torch.Tensor, FrameStats]:
         s = self.settings
         with torch.no_grad():
-            feats = self.features(content)
+            feats = self.features(content, defaults.CONTENT_LAYERS)
             content_features = {n: feats[n].detach() for n in defaults.CONTENT_LAYERS}
         size = (int(content.shape[-2]), int(content.shape[-1]))
         grams = self.style_grams(size, self._frame_fraction)

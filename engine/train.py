@@ -425,7 +425,7 @@ class Trainer:
         with self._autocast():
             output = network(images, mix).float()
         with torch.no_grad():
-            target = stylizer.features(images)
+            target = stylizer.features(images, defaults.CONTENT_LAYERS)
         feats = stylizer.features(output)
         terms = {
             "content": sum(losses.content_loss(feats[n], target[n]) for n in defaults.CONTENT_LAYERS),

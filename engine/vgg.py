@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -250,17 +251,20 @@ class VGGFeatures(nn.Module):
             return image.flip(1) * self.scale - self.mean  # RGB -> BGR, 0-255, minus mean
         return (image - self.mean) * self.scale
 
-    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, image: torch.Tensor, layers: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
+        """layers: the names wanted (default: all of this VGG's); the pass stops at the
+        deepest of them (a content target needs relu4_2, not the style layers past it)."""
+        wanted = self._wanted if layers is None else {LAYER_INDEX[n]: n for n in layers}
         # channels_last (N×H×W×C in memory): oneDNN's convolutions compute in it, so an
         # N×C×H×W map costs a reorder in and out of every convolution and its backward.
         # The returned activations are channels_last too (losses.gram_matrix reads them
         # without a copy).
         x = self.preprocess(image).contiguous(memory_format=torch.channels_last)
         out = {}
-        for index, layer in enumerate(self.features):
+        for index, layer in enumerate(self.features[:max(wanted) + 1]):
             x = layer(x)
-            if index in self._wanted:
-                out[self._wanted[index]] = x
+            if index in wanted:
+                out[wanted[index]] = x
         return out
 
 
