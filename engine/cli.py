@@ -182,7 +182,7 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--batch", dest="train_batch", type=int, help="frame pairs per step (default 1)")
     p.add_argument("--lr", dest="train_lr", type=float, help="Adam learning rate (default 1e-3)")
     p.add_argument("--channels", dest="network_channels", type=_ints, metavar="C1,C2,C3",
-                   help="widths of the network (default 32,64,128)")
+                   help="widths of the network (default 16,32,64)")
     p.add_argument("--blocks", dest="network_blocks", type=int, help="residual blocks (default 5)")
     p.add_argument("--network-style-scale", dest="network_style_scale", type=float,
                    help="multiplies the style weight for the network (default %g; 1 = the "
