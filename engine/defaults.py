@@ -193,7 +193,7 @@ class Settings:
     # weights the styles were given at training (or by --style at stylize time).
     style_mix: tuple[float, ...] | None = None
     # Training (`python -m engine train`); the loss weights above are shared with optimize.
-    train_steps: int = 800  # Adam steps; ~0.95 s each at 256 px on a 2-core CPU
+    train_steps: int = 800  # Adam steps; 0.63 CPU-s each at 256 px on one thread (bench/network.py)
     train_crop: int = 256  # px: side of the square crops trained on (the frame's own if smaller)
     train_batch: int = 1  # consecutive frame pairs per step (2 images each)
     train_lr: float = 1e-3  # Adam learning rate (Johnson et al. 2016)
