@@ -39,7 +39,7 @@ from .defaults import Settings, StyleImage
 from .errors import FlowstyleError
 from .check import open_device
 from .estimated_flow import estimate_flow
-from .frames import open_sequence
+from .frames import Sequence, open_sequence
 from .pairs import matched_frames
 from .run import ATTR_SETTINGS, colour_view, load_style_images, output_path, working_size
 from .stylize import Stylizer, resize
@@ -296,7 +296,7 @@ def evaluate(input_path: str, out_dir: str, height: int | None = None, device: s
     return report
 
 
-def measuring_view(sequence, settings: Settings, warn: Callable[[str], None]) -> colour.View:
+def measuring_view(sequence: Sequence, settings: Settings, warn: Callable[[str], None]) -> colour.View:
     """The view the run stylized through (its recorded colour settings): the pictures the
     artist judges, and the ones the style was fitted in. The sRGB curve, said via `warn`,
     when that view cannot be rebuilt here (a config on another machine)."""
