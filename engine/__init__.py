@@ -3,4 +3,4 @@
 Imports torch, never bpy. Entry point: `python -m engine` (see cli.py).
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

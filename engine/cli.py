@@ -27,7 +27,8 @@ import signal
 import sys
 from typing import Any
 
-from .defaults import DEFAULT_STYLE, PRESETS, Region, Settings, SettingError, StyleImage, nearest
+from .defaults import (DEFAULT_STYLE, PRESETS, TRAIN_LR_FLOOR, Region, Settings, SettingError,
+                       StyleImage, nearest)
 from .errors import FlowstyleError
 from .progress import Progress
 
@@ -181,6 +182,10 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--crop", dest="train_crop", type=int, help="crop side in px (default 256)")
     p.add_argument("--batch", dest="train_batch", type=int, help="frame pairs per step (default 1)")
     p.add_argument("--lr", dest="train_lr", type=float, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--lr-decay", dest="train_lr_decay", type=float, metavar="FRACTION",
+                   help="the last FRACTION of the steps lowers the rate to %g of it along a "
+                        "half cosine (default %g; 0 = constant)"
+                        % (TRAIN_LR_FLOOR, Settings.train_lr_decay))
     p.add_argument("--channels", dest="network_channels", type=_ints, metavar="C1,C2,C3",
                    help="widths of the network (default 16,32,64)")
     p.add_argument("--blocks", dest="network_blocks", type=int, help="residual blocks (default 5)")
@@ -211,7 +216,7 @@ def _add_train(sub: Any) -> None:
 
 
 NETWORK_OPTIONS = ("method", "model", "style_mix", "train_steps", "train_crop", "train_batch",
-                   "train_lr", "network_channels", "network_blocks", "train_preview_every",
+                   "train_lr", "train_lr_decay", "network_channels", "network_blocks", "train_preview_every",
                    "train_checkpoint_every", "train_seed", "network_tile", "network_style_scale")
 
 

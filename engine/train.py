@@ -11,12 +11,16 @@ the embedded VGG19 against that style's Grams, total variation, the range penalt
 an output-level temporal term (Huang et al. 2017, ReCoNet): the output of frame t against
 the output of frame t-1 warped by the exact motion (the Vector pass, or estimated flow)
 where the reliability mask trusts it — the same mask the optimizer uses (flow.py).
+Adam's rate is constant, then falls along a half cosine over the last `train_lr_decay` of
+the steps (`learning_rate`).
 
 The shot's last frame is held out (when it has 4 or more): a preview of it, input |
 output, is written beside the model every `train_preview_every` steps with its loss, so
 over-fitting shows. A checkpoint (network, Adam, step, random state) is written atomically
 every `train_checkpoint_every` steps; running the same command again resumes from it and
-ends bit-identical to an unbroken run. The final model holds no code (loadable with
+ends bit-identical to an unbroken run. Asking for more steps later goes on from the
+finished run's checkpoint: the rate rises again and falls over the new last fraction (a
+warm restart, Loshchilov & Hutter 2017). The final model holds no code (loadable with
 torch.load(weights_only=True)) and records its styles' digests, settings and engine version.
 """
 
@@ -26,6 +30,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -50,7 +55,9 @@ MODEL_FORMAT = "flowstyle-network"
 MODEL_FORMAT_VERSION = 2  # 2: sigmoid output (1 added a residual to the input)
 SCALE_RANGE = (0.8, 1.25)  # random scale of a training crop, relative to the frame's size
 CACHE_BYTES = 1 << 30  # frames and flows kept in memory between steps (beyond: re-read)
-# Settings that do not change what a training run computes, step for step.
+# Settings that do not change what a training run computes, step for step (train_steps
+# only moves where the rate falls, so a longer run may go on from a shorter one's
+# checkpoint).
 _NOT_TRAINING = ("device", "precision", "network_tile", "chunk_frames", "chunk_overlap",
                  "train_steps", "train_preview_every",
                  "train_checkpoint_every", "method", "model", "style_mix", "preset", "height",
@@ -155,6 +162,21 @@ def training_record(trainer: "Trainer", model_digest: str) -> dict:
             "styles": trainer.style_meta(),
             "frames": {str(n): trainer.sequence.identity(n) for n in trainer.sequence.numbers},
             "settings": recorded_settings(s)}
+
+
+def learning_rate(step: int, steps: int, base: float, decay: float) -> float:
+    """Adam's rate at 0-based `step` of `steps`: `base` until the last `decay` fraction of
+    the steps, then a half cosine from `base` down to defaults.TRAIN_LR_FLOOR × base at the last step.
+
+    A function of the step alone, so a resumed run takes the very steps of an unbroken one.
+    Why: a constant rate leaves the network circling its minimum with the noise of one
+    random crop per step; lowering it at the end lets it settle (docs/tuning.md).
+    """
+    start = round(steps * (1 - decay))
+    if step < start:
+        return base
+    fraction = 0.5 * (1 + math.cos(math.pi * min(1.0, (step - start) / max(1, steps - 1 - start))))
+    return base * (defaults.TRAIN_LR_FLOOR + (1 - defaults.TRAIN_LR_FLOOR) * fraction)
 
 
 def training_fingerprint(settings: Settings, style_digests: list[str], sequence: Sequence) -> str:
@@ -539,6 +561,8 @@ class Trainer:
         for step in range(start, s.train_steps):
             began = time.perf_counter()
             style = step % self.config.styles  # the styles take turns
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, s.train_steps, s.train_lr, s.train_lr_decay)
             batch = self.batch(generator)
             loss, terms = self.loss_terms(network, batch.previous, batch.current,
                                           batch.flow if temporal else None,

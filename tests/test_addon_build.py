@@ -59,7 +59,7 @@ def test_build_validate_install_enable(tmp_path: pathlib.Path) -> None:
                             str(tmp_path / "dist")], capture_output=True, text=True, check=False)
     assert built.returncode == 0, built.stderr
     zip_path = built.stdout.strip().splitlines()[-1]
-    assert zip_path.endswith("flowstyle-0.1.0.zip") and os.path.isfile(zip_path)
+    assert zip_path.endswith("flowstyle-0.2.0.zip") and os.path.isfile(zip_path)
 
     names = zipfile.ZipFile(zip_path).namelist()
     assert "blender_manifest.toml" in names and "__init__.py" in names  # add-on at the root

@@ -18,11 +18,11 @@ import torch
 
 from conftest import ROOT, STYLE, _env, jsonl_events, read_frame, run_engine
 from engine import exr
-from engine.defaults import Settings, StyleImage
+from engine.defaults import Settings, SettingError, StyleImage
 from engine.evaluate import edge_band, evaluate
 from engine.network import NetworkConfig, StyleNetwork, one_hot, style_mix
 from engine.network_run import NetworkRun
-from engine.train import MODEL_FORMAT_VERSION, Trainer, load_model
+from engine.train import MODEL_FORMAT_VERSION, Trainer, learning_rate, load_model
 
 pytestmark = pytest.mark.slow
 
@@ -140,6 +140,17 @@ def _train_command(shot, model, *extra):
     return [sys.executable, "-m", "engine", "train", str(shot), "--style", str(STYLE), "--out",
             str(model), *TINY, "--steps", "8", "--checkpoint-every", "2", "--progress", "jsonl",
             *extra]
+
+
+def test_the_learning_rate_holds_then_falls_to_its_floor_in_the_last_fraction():
+    from engine.defaults import TRAIN_LR_FLOOR
+    rates = [learning_rate(step, 100, 1e-3, 0.3) for step in range(100)]
+    assert rates[:70] == [1e-3] * 70  # constant until the last 30 steps
+    assert all(a > b for a, b in zip(rates[70:], rates[71:]))  # then strictly falling
+    assert rates[-1] == pytest.approx(TRAIN_LR_FLOOR * 1e-3)
+    assert {learning_rate(step, 100, 1e-3, 0.0) for step in range(100)} == {1e-3}
+    with pytest.raises(SettingError, match="train_lr_decay"):
+        Settings(train_lr_decay=1.5).validate()
 
 
 def test_killed_training_resumes_and_ends_as_an_unbroken_run(shot, tmp_path):
