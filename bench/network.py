@@ -50,12 +50,62 @@ HD = (1080, 1920)
 clock = time.process_time
 
 
-def render(out: str, width: int, height: int, frames: int, samples: int) -> str:
+def render(out: str, width: int, height: int, frames: int, samples: int, scene: str = "demo") -> str:
     if not os.path.isdir(out) or len(os.listdir(out)) < frames:
         subprocess.run([sys.executable, os.path.join(ROOT, "tests", "render_shot.py"), out,
                         "--width", str(width), "--height", str(height), "--frames", str(frames),
-                        "--samples", str(samples)], check=True, capture_output=True)
+                        "--samples", str(samples), "--scene", scene], check=True, capture_output=True)
     return out
+
+
+def train_seeds(shot: str, work: str, seeds: int, steps: int, crop: int) -> tuple[list[str], list[float]]:
+    """A fresh network per seed 0..seeds-1 (no checkpoint reuse); (model paths, seconds)."""
+    models, seconds = [], []
+    for seed in range(seeds):
+        path = os.path.join(work, f"model_seed{seed}.pt")
+        for old in (path, os.path.splitext(path)[0] + ".checkpoint.pt"):
+            if os.path.exists(old):
+                os.remove(old)
+        settings = Settings(styles=[StyleImage(STYLE)], train_steps=steps, train_crop=crop,
+                            train_preview_every=0, train_checkpoint_every=10**9, train_seed=seed)
+        start = clock()
+        Trainer(shot, path, settings).run()
+        seconds.append(clock() - start)
+        models.append(path)
+    return models, seconds
+
+
+def quality_rows(label: str, shot: str, work: str, e_opt: dict, models: list[str],
+                 e_first: dict | None = None) -> list[tuple[str, str, str]]:
+    """Optimize's and the networks' quality on one shot (evaluate), the networks' as the
+    mean and range over their seeds. e_first: the first model's report if already made."""
+    e_nets = [e_first] if e_first is not None else []
+    for seed, path in enumerate(models[len(e_nets):], start=len(e_nets)):
+        out = os.path.join(work, f"network_seed{seed}")
+        shutil.rmtree(out, ignore_errors=True)
+        NetworkRun(shot, out, Settings(method="network", model=path)).run()
+        e_nets.append(evaluate(shot, out))
+    floor = e_opt["warping_error"]["input"]
+    measures = {  # name: (how, value from an evaluate report, format)
+        "warping error / floor": (f"render floor {floor:.5f}; target <= 2",
+                                  lambda e: e["warping_error"]["output"] / floor, ".2f"),
+        "style loss": ("evaluate, same height", lambda e: e["style_loss"], ".0f"),
+        "style loss / optimize's": ("target <= 1.5", lambda e: e["style_loss"] / e_opt["style_loss"], ".2f"),
+        "ghost ratio": ("evaluate (about 1: no trail; target <= 1.1)",
+                        lambda e: e["ghost_ratio"]["output"], ".2f"),
+        "ghost ratio, edge-matched": ("evaluate", lambda e: e["ghost_ratio"]["edge_matched"], ".2f"),
+        "edge band": (f"evaluate (render {e_opt['edge_band']['input']:.2f}; about 1: clean)",
+                      lambda e: e["edge_band"]["output"], ".2f"),
+    }
+    rows = []
+    for name, (how, value, fmt) in measures.items():
+        if "optimize's" not in name:
+            rows.append((f"{label}optimize: {name}", how, format(value(e_opt), fmt)))
+        values = [value(e) for e in e_nets]
+        spread = (f" ({format(min(values), fmt)}-{format(max(values), fmt)} over {len(values)} seeds)"
+                  if len(values) > 1 else "")
+        rows.append((f"{label}network: {name}", how, format(mean(values), fmt) + spread))
+    return rows
 
 
 def optimize(shot: str, out: str) -> tuple[float, dict]:
@@ -95,6 +145,9 @@ def main() -> None:
     p.add_argument("--crop", type=int, default=128)
     p.add_argument("--gpu-tflops", type=float, default=20.0,
                    help="sustained dense bf16 TFLOP/s assumed for the GPU frame rate")
+    p.add_argument("--scenes", default="crossing,overhead",
+                   help="moving-object shots measured too (tests/render_shot.py --scene), comma-separated")
+    p.add_argument("--scene-seeds", type=int, default=2, help="networks trained per moving-object shot")
     p.add_argument("--work", default="/tmp/flowstyle-bench-network")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads; 1 (default) times in CPU seconds, more in wall seconds")
@@ -113,18 +166,7 @@ def main() -> None:
           f"{args.width}x{args.height} x {args.frames} frames", flush=True)
 
     # Training on the shot, once per seed (fresh: no checkpoint reuse).
-    models, train_seconds = [], []
-    for seed in range(args.seeds):
-        path = os.path.join(w, f"model_seed{seed}.pt")
-        for old in (path, os.path.splitext(path)[0] + ".checkpoint.pt"):
-            if os.path.exists(old):
-                os.remove(old)
-        settings = Settings(styles=[StyleImage(STYLE)], train_steps=args.steps, train_crop=args.crop,
-                            train_preview_every=0, train_checkpoint_every=10**9, train_seed=seed)
-        start = clock()
-        Trainer(shot, path, settings).run()
-        train_seconds.append(clock() - start)
-        models.append(path)
+    models, train_seconds = train_seeds(shot, w, args.seeds, args.steps, args.crop)
     model = models[0]  # timings use seed 0's network (every seed's costs the same)
     per_step = mean(train_seconds) / args.steps
     rows.append(("train on the shot", f"{args.steps} steps, {args.crop}-px crops, mean of {args.seeds}",
@@ -180,31 +222,7 @@ def main() -> None:
 
     # Quality: optimize once, the network of every seed.
     e_opt = evaluate(shot, os.path.join(w, "optimize"))
-    e_nets = [evaluate(shot, net_out)]
-    for seed, path in enumerate(models[1:], start=1):
-        out = os.path.join(w, f"network_seed{seed}")
-        shutil.rmtree(out, ignore_errors=True)
-        NetworkRun(shot, out, Settings(method="network", model=path)).run()
-        e_nets.append(evaluate(shot, out))
-    floor = e_opt["warping_error"]["input"]
-    measures = {  # name: (how, value from an evaluate report, format)
-        "warping error / floor": (f"render floor {floor:.5f}; target <= 2",
-                                  lambda e: e["warping_error"]["output"] / floor, ".2f"),
-        "style loss": ("evaluate, same height", lambda e: e["style_loss"], ".0f"),
-        "style loss / optimize's": ("target <= 1.5", lambda e: e["style_loss"] / e_opt["style_loss"], ".2f"),
-        "ghost ratio": ("evaluate (about 1: no trail; target <= 1.1)",
-                        lambda e: e["ghost_ratio"]["output"], ".2f"),
-        "ghost ratio, edge-matched": ("evaluate", lambda e: e["ghost_ratio"]["edge_matched"], ".2f"),
-        "edge band": (f"evaluate (render {e_opt['edge_band']['input']:.2f}; about 1: clean)",
-                      lambda e: e["edge_band"]["output"], ".2f"),
-    }
-    for name, (how, value, fmt) in measures.items():
-        if "optimize's" not in name:
-            rows.append((f"optimize: {name}", how, format(value(e_opt), fmt)))
-        values = [value(e) for e in e_nets]
-        spread = (f" ({format(min(values), fmt)}-{format(max(values), fmt)} over {len(values)} seeds)"
-                  if len(values) > 1 else "")
-        rows.append((f"network: {name}", how, format(mean(values), fmt) + spread))
+    rows += quality_rows("", shot, w, e_opt, models, e_first=evaluate(shot, net_out))
 
     # Hybrid's first frame: from the network's output, with optimize's whole budget and no
     # early stop, how many iterations it needs to reach the loss optimize's first frame ends
@@ -251,6 +269,19 @@ def main() -> None:
     rows.append(("100 frames 1080p: network", "800 steps at 256 px + 100 x 1080p inference",
                  f"{net_total / 60:.0f} min ({net_total / opt_preview:.2f}x preview optimize, "
                  f"{net_total / opt_final:.3f}x final, {net_total / opt_full:.3f}x full-size)"))
+
+    # The same quality measures on moving-object shots of our own (tests/render_shot.py
+    # --scene): objects crossing fast over textured background, so every frame uncovers a
+    # band of it (the ghost ratio's pixels), each with its own networks and optimize run.
+    for scene in [name for name in args.scenes.split(",") if name]:
+        sw = os.path.join(w, scene)
+        os.makedirs(sw, exist_ok=True)
+        scene_shot = render(os.path.join(sw, "shot"), args.width, args.height, args.frames, 16, scene)
+        scene_models, _ = train_seeds(scene_shot, sw, args.scene_seeds, args.steps, args.crop)
+        optimize(scene_shot, os.path.join(sw, "optimize"))
+        rows += quality_rows(f"{scene}: ", scene_shot, sw, evaluate(scene_shot, os.path.join(sw, "optimize")),
+                             scene_models)
+        print(f"{scene}: measured", flush=True)
 
     width = max(len(r[0]) for r in rows)
     how = max(len(r[1]) for r in rows)

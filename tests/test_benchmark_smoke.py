@@ -30,3 +30,21 @@ def test_quick_benchmark_runs(tmp_path: Path) -> None:
         assert "error" not in row[phase], row[phase].get("error")
     assert row["sequence"]["quality"]["warping_error"] is not None
     assert "Targets (issue 4)" in result.stdout
+
+
+def test_network_benchmark_runs(tmp_path: Path) -> None:
+    """`bench/network.py` at tiny sizes: every row of its table is still measured (training,
+    inference, FLOPs, quality on the demo shot and on a moving-object shot, hybrid, the
+    100-frame extrapolation)."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "network.py"), "--width", "64", "--height", "48",
+         "--frames", "3", "--steps", "2", "--crop", "32", "--seeds", "1", "--scenes", "crossing",
+         "--scene-seeds", "1", "--work", str(tmp_path)],
+        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = result.stdout
+    for row in ("network inference, s/frame", "network FLOPs per 1080p frame",
+                "network: style loss / optimize's", "crossing: network: ghost ratio",
+                "crossing: optimize: warping error / floor", "hybrid first frame, seed 0",
+                "100 frames 1080p: network"):
+        assert row in table, f"{row!r} missing from the table:\n{table}"
