@@ -1,15 +1,18 @@
 """Benchmark of the network method against optimization on the same shot; prints a table.
 
     python bench/network.py [--width 192 --height 128 --frames 8 --steps 800 --crop 128]
-                            [--seeds 3] [--gpu-tflops 20] [--work /tmp/flowstyle-bench-network]
+                            [--seeds 3] [--scenes crossing,overhead] [--scene-seeds 2]
+                            [--gpu-tflops 20] [--work /tmp/flowstyle-bench-network]
 
 Renders the demo shot with real Blender (tests/render_shot.py), then on it:
   * optimize (the preview preset's iterations, at the frames' full size) and the
     network (trained here for --steps steps on --crop crops, once per seed 0..--seeds-1):
     seconds per frame, warping error against the render's own floor, style loss, ghost
     ratio, edge band (evaluate). A network's quality moves with its seed (style loss
-    1.5-1.9x optimize's over seeds 0-2 at the defaults), so the quality rows give the
-    mean and the range over the seeds;
+    1.27-1.35x optimize's over seeds 0-2 at the defaults, 1.40-1.62x before the learning
+    rate's decay), so the quality rows give the mean and the range over the seeds;
+  * the same quality rows on our own moving-object shots (--scenes, tests/render_shot.py
+    --scene), each with its own optimize run and --scene-seeds networks;
   * the network's inference alone (best of 5, one frame at the shot's size and at 1080p);
   * a training step at 256-px crops with the default network (a 384x256 render);
   * FLOPs of one 1080p frame (convolutions, counted from the layer shapes) and the frame

@@ -205,9 +205,10 @@ class Settings:
     # of train_lr (0 = constant). Same steps, lower losses: on the demo shot, seeds 0-2,
     # style loss 1.52x optimize's at a constant rate, 1.31x with this (docs/tuning.md).
     train_lr_decay: float = 0.3
-    # Widths of the network's 3 stages. Half Johnson et al.'s (32, 64, 128): on the demo shot,
-    # 800 steps, seeds 0-2, style loss 1.52x optimize's against 1.70x, warping error
-    # 1.09-1.14x the floor against 1.20x, at a quarter of the FLOPs (docs/tuning.md).
+    # Widths of the network's 3 stages. Half Johnson et al.'s (32, 64, 128): on the demo
+    # shot, 800 steps at a constant rate, seeds 0-2, style loss 1.52x optimize's against
+    # 1.70x, warping error 1.09-1.14x the floor against 1.20x, at a quarter of the FLOPs
+    # (docs/tuning.md).
     network_channels: tuple[int, int, int] = (16, 32, 64)
     network_blocks: int = 5  # residual blocks
     train_preview_every: int = 100  # steps between previews of a held-out frame (0 = none)

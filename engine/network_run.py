@@ -449,7 +449,8 @@ class HybridRun(SequenceRun):
                                          masks=masks)
         # Already stylized: no coarse-to-fine climb, and a third of what optimize's cold start
         # spends over all its levels. From the network's output that reaches optimize's
-        # final loss within 2.4% (bench/network.py); the first frame seeds every later one.
+        # final loss within 3% (bench/network.py, docs/tuning.md); the first frame seeds
+        # every later one.
         budget = self.stylizer.cold_start_iterations(self.size, s.first_iterations) // 3
         return self.stylizer.stylize(content, self._network, [], max(1, budget),
                                      pyramid=False, masks=masks)
