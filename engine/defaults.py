@@ -182,6 +182,12 @@ class Settings:
     early_stop_window: int = 10
     flow: str = "auto"  # "auto": Vector pass if present, else estimated; "vectors"; "estimated"
     use_depth: bool = True  # use the Depth pass in the reliability mask when present
+    # The reliability mask's appearance test (flow.appearance_mask): a pixel whose display
+    # colour differs from the previous frame's warped colour by more than this (3x3 mean
+    # of the channels' mean absolute difference) changed its look where the vectors follow
+    # its surface: a shadow or highlight moved over it, a light changed. Its stylization
+    # must follow, not be held. 0.08 is past 16-spp render noise (docs/tuning.md); 1 = off.
+    appearance_tolerance: float = 0.08
     weights: str = "caffe"  # "caffe" (embedded), "torchvision" (download, asks first), or a path
     device: str = "auto"  # "auto" (CUDA, else Apple's MPS, else CPU), "cpu", "cuda", "cuda:1", "mps"
     # VGG pass: "auto" (bf16 where native, fp16 with loss scaling on older CUDA GPUs and
@@ -326,6 +332,8 @@ class Settings:
         need(self.train_crop >= MIN_WORKING_HEIGHT, "train_crop",
              f"give at least {MIN_WORKING_HEIGHT} px")
         need(math.isfinite(self.train_lr) and self.train_lr > 0, "train_lr", "give a rate above 0")
+        need(math.isfinite(self.appearance_tolerance) and 0 < self.appearance_tolerance <= 1,
+             "appearance_tolerance", "give a display difference above 0, up to 1 (1 = off)")
         need(math.isfinite(self.train_lr_decay) and 0 <= self.train_lr_decay <= 1, "train_lr_decay",
              "give a fraction of the steps from 0 (constant rate) to 1")
         need(all(c >= 1 for c in self.network_channels), "network_channels",

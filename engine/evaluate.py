@@ -5,7 +5,9 @@ Warping error (Lai et al. 2018): for each pair of consecutive frames,
 in display space [0, 1] through the run's own view (its recorded colour settings: what
 the artist sees, and what the style was fitted in), with M the reliability mask of the true motion (the Vector
 pass) times "has alpha". The same number for the input render is its noise floor
-(sampling noise, shading changes): a stable stylization comes close to it.
+(sampling noise, shading changes): a stable stylization comes close to it. The "steady"
+pair of numbers leaves out pixels whose look changed on a followed surface (a moved
+shadow: flow.appearance_mask), where the output should change too: flicker alone.
 
 Two defects the warping error cannot see are measured directly:
 * ghost ratio: after the best global colour map from input to output, how far the output
@@ -18,6 +20,10 @@ Two defects the warping error cannot see are measured directly:
   mistaken for one that leaves trails.
 * edge score: how much the outer rows and columns differ from their inner neighbours,
   relative to the same statistic inside the frame. A bright rim scores well above 1.
+* shading follow: on pixels whose surface the vectors follow but whose look changed (a
+  shadow or highlight moved over it: flow.appearance_mask), the output's change over the
+  input's. Near 0: the output kept the old look there (a shadow trail); a stylization of
+  each frame on its own scores about 0.3 on the crossing shot.
 * edge band: the same question for tone a few pixels deep: how far the mean of the outer
   8 rows (columns) is from the mean of the next 8, relative to neighbouring 8-px bands
   inside. A dark or bright band along an edge, wider than the rim the edge score sees,
@@ -87,6 +93,26 @@ def ghost_ratio(source: torch.Tensor, target: torch.Tensor, reliable: torch.Tens
     uncovered, kept = sets
     residual = colour_map_residual(source, target, valid)
     return float(residual[uncovered].mean() / residual[kept].mean().clamp_min(1e-8))
+
+
+def shading_follow(source: torch.Tensor, target: torch.Tensor, warped_source: torch.Tensor,
+                   warped_target: torch.Tensor, reliable: torch.Tensor,
+                   valid: torch.Tensor) -> tuple[float, float] | None:
+    """How much the output changes where the input's look changed on a followed surface.
+
+    source, target: input and output frame t; warped_source, warped_target: frames t−1
+    warped by t's backward flow (all 1×3×H×W display [0, 1]); reliable, valid: as in
+    `ghost_ratio`. Pixels: reliable, valid, and failing flow.appearance_mask at the
+    default tolerance. Returns (Σ output change / Σ input change over them, their share of
+    the frame), or None when fewer than GHOST_MIN_PIXELS of the frame changed so.
+    """
+    changed = ((flowlib.appearance_mask(source, warped_source, Settings.appearance_tolerance) < 0.5)
+               & (reliable >= 0.5) & (valid > 0.5))
+    if int(changed.sum()) < max(16, GHOST_MIN_PIXELS * valid.numel()):
+        return None
+    source_change = (source - warped_source).abs().mean(1, keepdim=True)[changed].sum()
+    target_change = (target - warped_target).abs().mean(1, keepdim=True)[changed].sum()
+    return float(target_change / source_change.clamp_min(1e-8)), float(changed.float().mean())
 
 
 def _uncovered_and_kept(reliable: torch.Tensor, valid: torch.Tensor
@@ -225,6 +251,9 @@ def evaluate(input_path: str, out_dir: str, height: int | None = None, device: s
     bands: list[float] = []
     input_bands: list[float] = []
     ghosts_matched: list = []
+    follows: list[tuple[float, float]] = []
+    steady_pair: list[float] = []
+    steady_input_pair: list[float] = []
     small_pairs = []  # (input, output) at the working size, for the VGG losses below
     prev = None
     for n in numbers:
@@ -256,8 +285,17 @@ def evaluate(input_path: str, out_dir: str, height: int | None = None, device: s
                 depth = torch.from_numpy(frame.depth)[None, None]
                 prev_depth = torch.from_numpy(pframe.depth)[None, None]
             mask = flowlib.reliability_mask(backward, forward, depth, prev_depth) * has_alpha
-            per_pair.append(losses.warping_error(out_display, flowlib.warp(pout, backward), mask))
-            input_pair.append(losses.warping_error(in_display, flowlib.warp(pin, backward), mask))
+            warped_in, warped_out = flowlib.warp(pin, backward), flowlib.warp(pout, backward)
+            per_pair.append(losses.warping_error(out_display, warped_out, mask))
+            input_pair.append(losses.warping_error(in_display, warped_in, mask))
+            # On surfaces whose look did not change either (no shadow moved over them):
+            # flicker alone, where a moved shadow's change is not counted.
+            steady = mask * flowlib.appearance_mask(in_display, warped_in, Settings.appearance_tolerance)
+            steady_pair.append(losses.warping_error(out_display, warped_out, steady))
+            steady_input_pair.append(losses.warping_error(in_display, warped_in, steady))
+            shading = shading_follow(in_display, out_display, warped_in, warped_out, mask, has_alpha)
+            if shading is not None:
+                follows.append(shading)
             ghost = ghost_ratio(in_display, out_display, mask, has_alpha)
             if ghost is not None:
                 ghosts.append(ghost)
@@ -272,6 +310,10 @@ def evaluate(input_path: str, out_dir: str, height: int | None = None, device: s
             "output": float(np.mean(per_pair)) if per_pair else None,
             "input": float(np.mean(input_pair)) if input_pair else None,
             "output_per_pair": [round(x, 6) for x in per_pair],
+            # The same on reliable pixels whose look did not change (flow.appearance_mask):
+            # a moved shadow that the output rightly follows is not counted as flicker.
+            "output_steady": float(np.mean(steady_pair)) if steady_pair else None,
+            "input_steady": float(np.mean(steady_input_pair)) if steady_input_pair else None,
         },
         # Uncovered vs reliable pixels' colour residual (about 1: no ghost trails); None
         # when no pair uncovered enough pixels to tell.
@@ -283,6 +325,13 @@ def evaluate(input_path: str, out_dir: str, height: int | None = None, device: s
             # (ghost_ratio_matched): what is left is a trail, not the outline's edges.
             "edge_matched": float(np.mean(ghosts_matched)) if ghosts_matched else None,
             "edge_matched_per_pair": [round(x, 3) for x in ghosts_matched],
+        },
+        # Output change over input change where a followed surface changed its look
+        # (shading_follow; near 0: a shadow trail); None when no pair had such pixels.
+        "shading_follow": {
+            "output": float(np.mean([f for f, _ in follows])) if follows else None,
+            "pairs": len(follows),
+            "pixels": float(np.mean([c for _, c in follows])) if follows else None,
         },
         # Outer rows/columns vs the interior (≤ 1: clean frame edges).
         "edge_score": {"output": float(np.mean(edges)), "input": float(np.mean(input_edges))},

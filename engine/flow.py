@@ -110,6 +110,23 @@ def depth_mask(backward: torch.Tensor, depth: torch.Tensor, depth_prev: torch.Te
     return (~bad).to(backward.dtype)
 
 
+def appearance_mask(image: torch.Tensor, warped_previous: torch.Tensor,
+                    tolerance: float) -> torch.Tensor:
+    """0 where a surface the flow follows changed its look between the two frames.
+
+    image: frame t, warped_previous: frame t-1 warped by t's backward flow, both N×3×H×W
+    display [0, 1]; tolerance: display units. A render's vectors move with the surface, not
+    with its shading: a shadow or highlight sliding over a still floor, or a light that
+    changes, leaves the flow at zero while the colour changes. Holding such a pixel to the
+    previous stylized result would keep the old shadow painted there (a trail). The
+    channels' mean absolute difference is averaged over 3×3 first, so render noise alone
+    does not trip it. Returns N×1×H×W in {0, 1}.
+    """
+    difference = (image - warped_previous).abs().mean(1, keepdim=True)
+    difference = F.avg_pool2d(F.pad(difference, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    return (difference <= tolerance).to(image.dtype)
+
+
 def reliability_mask(backward: torch.Tensor, forward_prev: torch.Tensor,
                      depth: torch.Tensor | None = None,
                      depth_prev: torch.Tensor | None = None) -> torch.Tensor:
@@ -125,26 +142,63 @@ def reliability_mask(backward: torch.Tensor, forward_prev: torch.Tensor,
     return mask
 
 
-def colour_transfer(source: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """`source` recoloured by the least-squares affine colour map that best turns it into `target`.
+def fit_colour_map(source: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor | None:
+    """The least-squares affine colour map that best turns `source` into `target`.
 
     source, target: N×3×H×W (display [0, 1]); weight: N×1×H×W in [0, 1], how much each
-    pixel counts in the fit. The map is a 3×3 matrix plus a bias per image, fitted in float64
-    (a tiny ridge keeps it defined on flat images). Returns N×3×H×W: A·source + b. With no
-    weight at all, source is returned unchanged.
+    pixel counts in the fit. Returns N×4×3 (rows: the 3×3 matrix A, then the bias b),
+    fitted in float64 (a tiny ridge keeps it defined on flat images), or None when no
+    pixel has weight.
     """
     n, c, h, w = source.shape
     x = source.reshape(n, c, h * w).transpose(1, 2).double()  # N×P×3
     y = target.reshape(n, c, h * w).transpose(1, 2).double()
     sw = weight.reshape(n, h * w, 1).double()
+    if float(sw.sum()) <= 0:
+        return None
     design = torch.cat([x, torch.ones_like(x[..., :1])], dim=2)  # N×P×4
     normal = design.transpose(1, 2) @ (sw * design)  # N×4×4
-    if float(sw.sum()) <= 0:
-        return source
     ridge = 1e-6 * torch.eye(c + 1, dtype=normal.dtype, device=normal.device) * sw.sum(1, keepdim=True)
-    solution = torch.linalg.solve(normal + ridge, design.transpose(1, 2) @ (sw * y))  # N×4×3
-    mapped = (design @ solution).transpose(1, 2).reshape(n, c, h, w)
-    return mapped.to(source.dtype)
+    return torch.linalg.solve(normal + ridge, design.transpose(1, 2) @ (sw * y))
+
+
+def apply_colour_map(image: torch.Tensor, solution: torch.Tensor, bias: bool = True) -> torch.Tensor:
+    """A·image + b for a `fit_colour_map` solution (N×4×3); bias=False: A·image alone, the
+    map of a colour difference."""
+    n, c, h, w = image.shape
+    x = image.reshape(n, c, h * w).transpose(1, 2).double()
+    mapped = x @ solution[:, :c] + (solution[:, c:] if bias else 0)
+    return mapped.transpose(1, 2).reshape(n, c, h, w).to(image.dtype)
+
+
+def colour_transfer(source: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """`source` recoloured by the affine colour map that best turns it into `target`
+    (`fit_colour_map`; weight: N×1×H×W, how much each pixel counts). Returns N×3×H×W:
+    A·source + b; with no weight at all, source unchanged."""
+    solution = fit_colour_map(source, target, weight)
+    return source if solution is None else apply_colour_map(source, solution)
+
+
+def carry_look_change(warped_result: torch.Tensor, content: torch.Tensor,
+                      warped_content: torch.Tensor, changed: torch.Tensor,
+                      steady: torch.Tensor) -> torch.Tensor:
+    """The warped previous result, with the render's change of look carried into it where
+    `changed`: warped_result + A·(content − warped_content) there.
+
+    All images N×3×H×W display [0, 1]: warped_result, the previous stylized frame warped
+    into this one; content, this frame; warped_content, the previous frame warped the same
+    way. changed, steady: N×1×H×W in [0, 1], pixels on a followed surface whose look
+    changed (a shadow moved over them: `appearance_mask`), and the reliable pixels whose
+    look did not. A is the linear part of the affine colour map from the frame to the
+    result fitted on `steady`: the painting's response to a change of colour. Why not
+    repaint such pixels from scratch: the strokes would change under a moving shadow
+    (popping); carried, they stay and only darken or brighten as the render does.
+    """
+    solution = fit_colour_map(content, warped_result, steady)
+    if solution is None:
+        return warped_result
+    change = apply_colour_map(content - warped_content, solution, bias=False)
+    return (warped_result + changed * change).clamp(0, 1)
 
 
 def fill_from_content(image: torch.Tensor, reliable: torch.Tensor, content: torch.Tensor) -> torch.Tensor:

@@ -361,6 +361,16 @@ class SequenceRun:
             if k == 1:
                 backward_1 = small_flow
             warped = flowlib.warp(self.results[number - k], small_flow)
+            # Where a shadow or highlight moved over a followed surface, hold the pixel to
+            # the previous result with the render's change of look carried in, not to the
+            # old look (a shadow trail) nor to nothing (strokes repainted: popping).
+            warped_content = flowlib.warp(prev.display, backward)
+            look = flowlib.appearance_mask(cur.display, warped_content,
+                                           self.settings.appearance_tolerance)
+            if bool((look < 1).any()):
+                warped = flowlib.carry_look_change(
+                    warped, resize(cur.display, self.size), resize(warped_content, self.size),
+                    resize(mask * (1 - look), self.size), resize(mask * look, self.size))
             terms.append(TemporalTerm(warped, resize(own, self.size)))
         return terms, backward_1
 

@@ -298,11 +298,13 @@ class ShotFrames:
     they fit in CACHE_BYTES (the rest are read again when drawn)."""
 
     def __init__(self, sequence: Sequence, use_vectors: bool, use_depth: bool,
-                 view: colour.View = colour.DEFAULT_VIEW):
+                 view: colour.View = colour.DEFAULT_VIEW,
+                 appearance_tolerance: float = Settings.appearance_tolerance):
         self.sequence = sequence
         self.view = view  # the scene's view chain, as `stylize` sees the frames (colour.py)
         self.use_vectors = use_vectors
         self.use_depth = use_depth
+        self.appearance_tolerance = appearance_tolerance  # flow.appearance_mask
         self._frames: dict[int, tuple] = {}
         self._pairs: dict[int, Pair] = {}
         self._bytes = 0
@@ -342,6 +344,8 @@ class ShotFrames:
             b = previous[0].permute(1, 2, 0).numpy()
             backward, forward = estimate_flow(a, b), estimate_flow(b, a)
         mask = flowlib.reliability_mask(backward, forward, depth, prev_depth)
+        mask = mask * flowlib.appearance_mask(current, flowlib.warp(previous, backward),
+                                              self.appearance_tolerance)
         # As `evaluate` measures: transparent pixels have no colour to hold steady.
         mask = mask * torch.from_numpy((alpha > 0).astype(np.float32)).permute(2, 0, 1)[None]
         value = Pair(previous, current, backward, mask)
@@ -415,7 +419,8 @@ class Trainer:
         self.stylizers = [Stylizer(loss_settings, self.vgg, [(image, 1.0)], self.device)
                           for image, _ in self.style_images]
         self.frames = ShotFrames(self.sequence, self.use_vectors, s.use_depth,
-                                 colour_view(self.sequence, s, self.progress.warning))
+                                 colour_view(self.sequence, s, self.progress.warning),
+                                 s.appearance_tolerance)
         numbers = self.sequence.numbers
         self.held_out = numbers[-1] if len(numbers) >= 4 else None
         trained = [n for n in numbers if n != self.held_out]

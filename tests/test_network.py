@@ -86,19 +86,21 @@ def test_training_lowers_the_loss_and_the_model_is_plain_data(trained, shot):
 def test_the_network_style_scale_keeps_more_of_the_frame(trained, shot, tmp_path):
     # Trained at the optimizer's balance (scale 1) a network paints over the frame's
     # content (the demo shot's cube vanished); the default scale keeps more of it.
-    optimizers_balance = str(tmp_path / "scale_1.pt")
-    Trainer(str(shot), optimizers_balance, tiny_settings(network_style_scale=1.0)).run()
-    trainer = Trainer(str(shot), trained[1.0], tiny_settings())
+    # 60 steps: at 30 the two are within the seed's noise (0.97-1.03 measured).
+    optimizers_balance, default = str(tmp_path / "scale_1.pt"), str(tmp_path / "default.pt")
+    Trainer(str(shot), optimizers_balance, tiny_settings(network_style_scale=1.0, train_steps=60)).run()
+    trainer = Trainer(str(shot), default, tiny_settings(train_steps=60))
+    trainer.run()
     generator = torch.Generator().manual_seed(123)
     batches = [trainer.batch(generator) for _ in range(6)]  # one crop alone is too noisy
     content = {}
-    for name, path in (("default", trained[1.0]), ("scale 1", optimizers_balance)):
+    for name, path in (("default", default), ("scale 1", optimizers_balance)):
         network = load_model(path).network
         content[name] = float(np.mean([
             trainer.loss_terms(network, b.previous, b.current, b.flow, b.mask, 0)[1]["content"]
             for b in batches]))
     assert Settings().network_style_scale < 1
-    # 30 steps of a tiny network: 0.90-0.91 (the benchmark's network: 0.87, docs/tuning.md).
+    # 60 steps of a tiny network: 0.80 (the benchmark's network: 0.87, docs/tuning.md).
     assert content["default"] < 0.95 * content["scale 1"], content
 
 
