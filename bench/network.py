@@ -92,11 +92,16 @@ def quality_rows(label: str, shot: str, work: str, e_opt: dict, models: list[str
     measures = {  # name: (how, value from an evaluate report, format)
         "warping error / floor": (f"render floor {floor:.5f}; target <= 2",
                                   lambda e: e["warping_error"]["output"] / floor, ".2f"),
+        "warping error on steady surfaces / the render's": (
+            f"no moved shadow; render {e_opt['warping_error']['input_steady']:.6f}",
+            lambda e: e["warping_error"]["output_steady"] / e_opt["warping_error"]["input_steady"], ".2f"),
         "style loss": ("evaluate, same height", lambda e: e["style_loss"], ".0f"),
         "style loss / optimize's": ("target <= 1.5", lambda e: e["style_loss"] / e_opt["style_loss"], ".2f"),
         "ghost ratio": ("evaluate (about 1: no trail; target <= 1.1)",
                         lambda e: e["ghost_ratio"]["output"], ".2f"),
         "ghost ratio, edge-matched": ("evaluate", lambda e: e["ghost_ratio"]["edge_matched"], ".2f"),
+        "shading follow": ("evaluate (near 0: a moved shadow's trail)",
+                           lambda e: e["shading_follow"]["output"] or float("nan"), ".2f"),
         "edge band": (f"evaluate (render {e_opt['edge_band']['input']:.2f}; about 1: clean)",
                       lambda e: e["edge_band"]["output"], ".2f"),
     }
