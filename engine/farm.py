@@ -235,6 +235,10 @@ def _chunk_run_class(job: Job, directory: str, write_alone=None):
             flow, mask = self.toward_anchor(number)
             pulled = flowlib.warp(anchor.to(self.device), flow)
             content = resize(self.inputs(number).display, self.size)
+            # Not toward the anchor's look where it differs from this frame's (a shadow
+            # moved in between: flow.appearance_mask); the history's terms carry it there.
+            anchor_content = flowlib.warp(resize(self.inputs(target).display, self.size), flow)
+            mask = mask * flowlib.appearance_mask(content, anchor_content, s.appearance_tolerance)
             if hasattr(self, "network_output"):  # hybrid: the network fills what history lacks
                 self._network = self.network_output(number)
             terms, backward_1 = self.temporal_terms(number)

@@ -52,7 +52,7 @@ _OPTIMIZE_ONLY = ("preset", "height", "first_iterations", "iterations", "content
                   "style_weight", "style_strength", "tv_weight", "temporal_weight",
                   "range_weight", "temporal_strength", "long_term", "style_scale",
                   "pyramid_levels", "min_level_height", "optimizer", "adam_lr", "early_stop",
-                  "early_stop_window", "flow", "use_depth", "weights", "train_seed", "train_steps",
+                  "early_stop_window", "flow", "use_depth", "appearance_tolerance", "weights", "train_seed", "train_steps",
                   "train_crop", "train_batch", "train_lr", "train_lr_decay", "network_channels", "network_blocks",
                   "train_preview_every", "train_checkpoint_every", "device", "precision",
                   "frames", "styles", "style_strengths",

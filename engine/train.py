@@ -62,7 +62,8 @@ _NOT_TRAINING = ("device", "precision", "network_tile", "chunk_frames", "chunk_o
                  "train_steps", "train_preview_every",
                  "train_checkpoint_every", "method", "model", "style_mix", "preset", "height",
                  "first_iterations", "iterations", "optimizer", "adam_lr", "early_stop",
-                 "early_stop_window", "pyramid_levels", "min_level_height", "long_term")
+                 "early_stop_window", "pyramid_levels", "min_level_height", "long_term",
+                 "appearance_tolerance")
 
 
 def checkpoint_path(model_path: str) -> str:
@@ -298,13 +299,11 @@ class ShotFrames:
     they fit in CACHE_BYTES (the rest are read again when drawn)."""
 
     def __init__(self, sequence: Sequence, use_vectors: bool, use_depth: bool,
-                 view: colour.View = colour.DEFAULT_VIEW,
-                 appearance_tolerance: float = Settings.appearance_tolerance):
+                 view: colour.View = colour.DEFAULT_VIEW):
         self.sequence = sequence
         self.view = view  # the scene's view chain, as `stylize` sees the frames (colour.py)
         self.use_vectors = use_vectors
         self.use_depth = use_depth
-        self.appearance_tolerance = appearance_tolerance  # flow.appearance_mask
         self._frames: dict[int, tuple] = {}
         self._pairs: dict[int, Pair] = {}
         self._bytes = 0
@@ -343,9 +342,10 @@ class ShotFrames:
             a = current[0].permute(1, 2, 0).numpy()
             b = previous[0].permute(1, 2, 0).numpy()
             backward, forward = estimate_flow(a, b), estimate_flow(b, a)
+        # Geometry only, no appearance test (flow.appearance_mask): a network has no memory
+        # to leave a shadow trail with, and released there it painted moved shadows boldly
+        # but with a ghost ratio of 1.26 against 1.06, for no less flicker (docs/tuning.md).
         mask = flowlib.reliability_mask(backward, forward, depth, prev_depth)
-        mask = mask * flowlib.appearance_mask(current, flowlib.warp(previous, backward),
-                                              self.appearance_tolerance)
         # As `evaluate` measures: transparent pixels have no colour to hold steady.
         mask = mask * torch.from_numpy((alpha > 0).astype(np.float32)).permute(2, 0, 1)[None]
         value = Pair(previous, current, backward, mask)
@@ -419,8 +419,7 @@ class Trainer:
         self.stylizers = [Stylizer(loss_settings, self.vgg, [(image, 1.0)], self.device)
                           for image, _ in self.style_images]
         self.frames = ShotFrames(self.sequence, self.use_vectors, s.use_depth,
-                                 colour_view(self.sequence, s, self.progress.warning),
-                                 s.appearance_tolerance)
+                                 colour_view(self.sequence, s, self.progress.warning))
         numbers = self.sequence.numbers
         self.held_out = numbers[-1] if len(numbers) >= 4 else None
         trained = [n for n in numbers if n != self.held_out]
