@@ -2,7 +2,8 @@
 
     python bench/network.py [--width 192 --height 128 --frames 8 --steps 800 --crop 128]
                             [--seeds 3] [--scenes crossing,overhead] [--scene-seeds 2]
-                            [--gpu-tflops 20] [--work /tmp/flowstyle-bench-network]
+                            [--hybrid-height 256] [--gpu-tflops 20]
+                            [--work /tmp/flowstyle-bench-network]
 
 Renders the demo shot with real Blender (tests/render_shot.py), then on it:
   * optimize (the preview preset's iterations, at the frames' full size) and the
@@ -17,7 +18,10 @@ Renders the demo shot with real Blender (tests/render_shot.py), then on it:
   * a training step at 256-px crops with the default network (a 384x256 render);
   * FLOPs of one 1080p frame (convolutions, counted from the layer shapes) and the frame
     rate that implies at --gpu-tflops sustained;
-  * hybrid's first frame: iterations to reach optimize's first-frame loss (full budget, no early stop);
+  * hybrid's first frame: iterations to reach optimize's first-frame loss (full budget, no
+    early stop), on the shot and on a --hybrid-height render (default: the preview preset's
+    working height, where optimize's cold start climbs all its pyramid levels; one network
+    trained there at the default crop);
   * a 100-frame 1080p shot: train + stylize against optimize, extrapolated as printed.
 Sizes are small because the machine is small; every extrapolation says how it was made.
 """
@@ -130,7 +134,42 @@ def optimize(shot: str, out: str) -> tuple[float, dict]:
         seconds.append(stats.seconds)
         first = first or stats
     return sum(seconds) / len(seconds), {"iterations": first.iterations, "loss": first.loss_end,
-                                         "seconds": first.seconds}
+                                         "seconds": first.seconds, "levels": first.levels}
+
+
+def first_frame(shot: str, out: str) -> dict:
+    """Optimize's cold start of the shot's first frame at its full size: iterations, loss."""
+    run = SequenceRun(shot, out, Settings(styles=[StyleImage(STYLE)], height=0))
+    content = resize(run.inputs(run.sequence.numbers[0]).display, run.size)
+    _, stats = run.stylizer.stylize(content, content, [], run.settings.first_iterations, pyramid=True)
+    return {"iterations": stats.iterations, "loss": stats.loss_end, "levels": stats.levels}
+
+
+def hybrid_rows(label: str, shot: str, work: str, models: list[str], opt_first: dict) -> list[tuple[str, str, str]]:
+    """Hybrid's first frame from each model's output: with optimize's whole budget and no
+    early stop, the iterations it needs to reach the loss optimize's cold start ends at
+    (same objective: content + style + TV, no temporal term on a first frame), and its loss
+    after its own budget (a third of optimize's)."""
+    third = max(1, opt_first["iterations"] // 3)
+    levels = opt_first.get("levels")
+    how = (f"{len(levels)} levels, {'+'.join(str(lv[2]) for lv in levels)}" if levels else "all pyramid levels")
+    rows = [(f"{label}: optimize", f"iterations ({how}), final loss",
+             f"{opt_first['iterations']}, {opt_first['loss']:.4g}")]
+    for seed, path in enumerate(models):
+        hybrid = HybridRun(shot, os.path.join(work, "hybrid"), Settings(method="hybrid", model=path,
+                                                                          height=0, early_stop=0))
+        first = hybrid.sequence.numbers[0]
+        content = resize(hybrid.inputs(first).display, hybrid.size)
+        _, stats = hybrid.stylizer.stylize(content, hybrid.network_output(first), [],
+                                           opt_first["iterations"], pyramid=False)
+        reach = next((i + 1 for i, loss in enumerate(stats.losses) if loss <= opt_first["loss"]), None)
+        rows.append((f"{label}, seed {seed}", "iterations to optimize's final loss (target <= 1/3)",
+                     "never in the same budget" if reach is None else
+                     f"{reach} ({reach / opt_first['iterations']:.2f} of optimize's)"))
+        rows.append((f"{label}, seed {seed}", f"loss after {third} iterations (hybrid's budget) / optimize's final",
+                     f"{stats.losses[min(third, len(stats.losses)) - 1] / opt_first['loss']:.3f} "
+                     f"(network output alone: {stats.loss_start / opt_first['loss']:.2f})"))
+    return rows
 
 
 def best_of(fn, repeats: int = 5) -> float:
@@ -156,6 +195,8 @@ def main() -> None:
     p.add_argument("--scenes", default="crossing,overhead",
                    help="moving-object shots measured too (tests/render_shot.py --scene), comma-separated")
     p.add_argument("--scene-seeds", type=int, default=2, help="networks trained per moving-object shot")
+    p.add_argument("--hybrid-height", type=int, default=PRESETS["preview"]["height"],
+                   help="also measure hybrid's first frame on a render this high (0: skip)")
     p.add_argument("--work", default="/tmp/flowstyle-bench-network")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads; 1 (default) times in CPU seconds, more in wall seconds")
@@ -232,27 +273,8 @@ def main() -> None:
     e_opt = evaluate(shot, os.path.join(w, "optimize"))
     rows += quality_rows("", shot, w, e_opt, models, e_first=evaluate(shot, net_out))
 
-    # Hybrid's first frame: from the network's output, with optimize's whole budget and no
-    # early stop, how many iterations it needs to reach the loss optimize's first frame ends
-    # at (same objective: content + style + TV, no temporal term on a first frame).
-    third = max(1, opt_first["iterations"] // 3)
-    rows.append(("optimize first frame", "iterations (all pyramid levels), final loss",
-                 f"{opt_first['iterations']}, {opt_first['loss']:.4g}"))
-    for seed, path in enumerate(models):
-        hybrid = HybridRun(shot, os.path.join(w, "hybrid"), Settings(method="hybrid", model=path,
-                                                                       height=0, early_stop=0))
-        first = hybrid.sequence.numbers[0]
-        content = resize(hybrid.inputs(first).display, hybrid.size)
-        _, h_stats = hybrid.stylizer.stylize(content, hybrid.network_output(first), [],
-                                             opt_first["iterations"], pyramid=False)
-        reach = next((i + 1 for i, loss in enumerate(h_stats.losses) if loss <= opt_first["loss"]), None)
-        rows.append((f"hybrid first frame, seed {seed}", "iterations to optimize's final loss (target <= 1/3)",
-                     "never in the same budget" if reach is None else
-                     f"{reach} ({reach / opt_first['iterations']:.2f} of optimize's)"))
-        rows.append((f"hybrid first frame, seed {seed}", f"loss after {third} iterations (hybrid's "
-                     "budget) / optimize's final",
-                     f"{h_stats.losses[min(third, len(h_stats.losses)) - 1] / opt_first['loss']:.3f} "
-                     f"(network output alone: {h_stats.loss_start / opt_first['loss']:.2f})"))
+    # Hybrid's first frame, here and at the preview preset's working height (below).
+    rows += hybrid_rows(f"hybrid first frame, {args.height} px", shot, w, models, opt_first)
 
     # A 100-frame 1080p shot, extrapolated linearly in pixels from the measured sizes.
     pixels = args.width * args.height
@@ -290,6 +312,18 @@ def main() -> None:
         rows += quality_rows(f"{scene}: ", scene_shot, sw, evaluate(scene_shot, os.path.join(sw, "optimize")),
                              scene_models)
         print(f"{scene}: measured", flush=True)
+
+    # Hybrid's first frame at the height the preview preset works at, where optimize's cold
+    # start climbs its full pyramid: one network trained there at the default crop.
+    if args.hybrid_height:
+        hw = os.path.join(w, f"hybrid{args.hybrid_height}")
+        os.makedirs(hw, exist_ok=True)
+        tall = render(os.path.join(hw, "shot"), round(args.hybrid_height * 3 / 2), args.hybrid_height,
+                      args.frames, 16)
+        tall_models, _ = train_seeds(tall, hw, 1, args.steps, Settings.train_crop)
+        rows += hybrid_rows(f"hybrid first frame, {args.hybrid_height} px", tall, hw, tall_models,
+                            first_frame(tall, os.path.join(hw, "optimize")))
+        print(f"hybrid at {args.hybrid_height} px: measured", flush=True)
 
     width = max(len(r[0]) for r in rows)
     how = max(len(r[1]) for r in rows)

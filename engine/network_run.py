@@ -448,9 +448,10 @@ class HybridRun(SequenceRun):
             return self.stylizer.stylize(content, init, terms, s.iterations, pyramid=False,
                                          masks=masks)
         # Already stylized: no coarse-to-fine climb, and a third of what optimize's cold start
-        # spends over all its levels. From the network's output that reaches optimize's
-        # final loss within 3% (bench/network.py, docs/tuning.md); the first frame seeds
-        # every later one.
+        # spends over all its levels. At the preview preset's 256 px that ends 4% below
+        # optimize's final loss, reached after 0.23 of its iterations (at 128 px, with one
+        # level fewer, 3% above it: bench/network.py, docs/tuning.md); the first frame
+        # seeds every later one.
         budget = self.stylizer.cold_start_iterations(self.size, s.first_iterations) // 3
         return self.stylizer.stylize(content, self._network, [], max(1, budget),
                                      pyramid=False, masks=masks)

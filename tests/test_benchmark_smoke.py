@@ -39,12 +39,12 @@ def test_network_benchmark_runs(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "network.py"), "--width", "64", "--height", "48",
          "--frames", "3", "--steps", "2", "--crop", "32", "--seeds", "1", "--scenes", "crossing",
-         "--scene-seeds", "1", "--work", str(tmp_path)],
+         "--scene-seeds", "1", "--hybrid-height", "48", "--work", str(tmp_path)],
         cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     table = result.stdout
     for row in ("network inference, s/frame", "network FLOPs per 1080p frame",
                 "network: style loss / optimize's", "crossing: network: ghost ratio",
-                "crossing: optimize: warping error / floor", "hybrid first frame, seed 0",
+                "crossing: optimize: warping error / floor", "hybrid first frame, 48 px, seed 0",
                 "100 frames 1080p: network"):
         assert row in table, f"{row!r} missing from the table:\n{table}"
