@@ -449,9 +449,9 @@ class HybridRun(SequenceRun):
                                          masks=masks)
         # Already stylized: no coarse-to-fine climb, and a third of what optimize's cold start
         # spends over all its levels. At the preview preset's 256 px that ends 4% below
-        # optimize's final loss, reached after 0.23 of its iterations (at 128 px, with one
-        # level fewer, 3% above it: bench/network.py, docs/tuning.md); the first frame
-        # seeds every later one.
+        # optimize's final loss, reached after 0.22-0.23 of its iterations (1-3% above it
+        # at 128 px and at the final preset: bench/network.py, docs/tuning.md); the first
+        # frame seeds every later one.
         budget = self.stylizer.cold_start_iterations(self.size, s.first_iterations) // 3
         return self.stylizer.stylize(content, self._network, [], max(1, budget),
                                      pyramid=False, masks=masks)
