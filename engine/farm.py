@@ -184,6 +184,7 @@ def _chunk_run_class(job: Job, directory: str, write_alone=None):
         start_anchor: tuple[int, torch.Tensor] | None = None  # (frame, image): the start
         end_anchor: tuple[int, torch.Tensor] | None = None  # (frame, image): pulled toward
         _toward: dict | None = None
+        _anchor_display: torch.Tensor | None = None  # the anchor's frame, working size
 
         def finished(self, number: int) -> bool:
             state = _load_result(self.out_dir, number)
@@ -237,7 +238,9 @@ def _chunk_run_class(job: Job, directory: str, write_alone=None):
             content = resize(self.inputs(number).display, self.size)
             # Not toward the anchor's look where it differs from this frame's (a shadow
             # moved in between: flow.appearance_mask); the history's terms carry it there.
-            anchor_content = flowlib.warp(resize(self.inputs(target).display, self.size), flow)
+            if self._anchor_display is None:
+                self._anchor_display = resize(self.inputs(target).display, self.size)
+            anchor_content = flowlib.warp(self._anchor_display, flow)
             mask = mask * flowlib.appearance_mask(content, anchor_content, s.appearance_tolerance)
             if hasattr(self, "network_output"):  # hybrid: the network fills what history lacks
                 self._network = self.network_output(number)
