@@ -151,8 +151,8 @@ def hybrid_rows(label: str, shot: str, work: str, models: list[str], opt_first: 
     (same objective: content + style + TV, no temporal term on a first frame), and its loss
     after its own budget (a third of optimize's)."""
     third = max(1, opt_first["iterations"] // 3)
-    levels = opt_first.get("levels")
-    how = (f"{len(levels)} levels, {'+'.join(str(lv[2]) for lv in levels)}" if levels else "all pyramid levels")
+    levels = opt_first["levels"]
+    how = f"{len(levels)} levels, {'+'.join(str(lv[2]) for lv in levels)}"
     rows = [(f"{label}: optimize", f"iterations ({how}), final loss",
              f"{opt_first['iterations']}, {opt_first['loss']:.4g}")]
     for seed, path in enumerate(models):
